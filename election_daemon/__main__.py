@@ -1,0 +1,5 @@
+"""``python -m election_daemon``: the command line."""
+
+from election_daemon.cli import main
+
+raise SystemExit(main())

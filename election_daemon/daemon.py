@@ -1,0 +1,268 @@
+"""The daemon: one participant that runs a leader-only command while, and only while, it leads.
+
+It consumes the election's events and drives process control (Patroni's split: the
+election knows nothing of processes). The order of things is the safety story:
+
+- elected: the child starts only once the previous term's child group is gone and only if
+  leadership is still held at that instant;
+- revoked (any reason): the child group gets SIGTERM at once and SIGKILL after the kill
+  grace, from an ``on_revoked`` coroutine, so ``resign()`` and ``stop()`` wait for it
+  before deleting our node;
+- SIGTERM/SIGINT: stop the child, then close the session so the next contender takes over
+  at once;
+- the child exits by itself: resign, then exit with its status or contend again;
+- the daemon is SIGKILLed: the lifeline process kills the child group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+from ._exitcodes import ExitCode
+from .config import ChildExitPolicy, DaemonConfig
+from .election import Election, ElectionState, Term, Transition
+from .errors import (
+    ChildError,
+    ConfigError,
+    ConnectTimeoutError,
+    DataTooLargeError,
+    NoAuthError,
+    ZooKeeperError,
+)
+from .hooks import HookRunner
+from .supervisor import ChildExit, ChildSupervisor
+from .systemd import SystemdNotifier
+
+__all__ = ["Daemon"]
+
+# Revocations we cause ourselves; any other one counts as a loss for --exit-on-loss.
+_OWN_REVOCATIONS = frozenset({"stopped", "resigned"})
+
+
+class Daemon:
+    """Runs one participant of ``config.path`` until told to stop; :meth:`run` gives the exit code."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        log: Any,
+        notifier: SystemdNotifier,
+        supervisor: ChildSupervisor | None,
+        hooks: HookRunner,
+    ) -> None:
+        self.config = config
+        self.log = log
+        self.notifier = notifier
+        self.supervisor = supervisor
+        self.hooks = hooks
+        self.election = Election(
+            config.hosts,
+            config.path,
+            identity=config.identity,
+            data=config.data,
+            session_timeout_s=config.session_timeout_s,
+            connect_timeout_s=config.connect_timeout_s,
+        )
+        self._last: Transition | None = None
+        self._exit = asyncio.Event()
+        self._exit_code: int = ExitCode.OK
+        self._child_stop: asyncio.Task[ChildExit | None] | None = None
+        self._child_watch: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- the view every log line carries ---------------------------------------------
+
+    def log_context(self) -> dict[str, Any]:
+        """The schema keys for lines that are not transitions (child and hook events)."""
+        e = self.election
+        term = e.term
+        session = e.session if e.state is not ElectionState.IDLE else None
+        sid = session.session_id if session is not None else None
+        return {
+            "state": e.state.value,
+            "path": e.path,
+            "id": e.identity,
+            "node": e.node,
+            "token": term.token if term is not None else None,
+            "session_id": f"0x{sid:x}" if sid else None,
+        }
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        self.election.add_listener(self._on_transition)
+        self.election.on_elected(self._on_elected)
+        self.election.on_revoked(self._on_revoked)
+        for warning in self.config.warnings:
+            self.log.warning("config_warning", reason=warning)
+        try:
+            code = await self._join()
+            if code is not None:
+                return code
+            self.notifier.ready()
+            self._spawn(self._watchdog())
+            await self._exit.wait()
+            return self._exit_code
+        finally:
+            await self._shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _join(self) -> int | None:
+        try:
+            await self.election.start()
+        except ConnectTimeoutError as e:
+            return self._fail(ExitCode.ZK_UNREACHABLE, "zookeeper_unreachable", e)
+        except (NoAuthError, DataTooLargeError) as e:
+            return self._fail(ExitCode.ZK_REFUSED, "zookeeper_refused", e)
+        except ZooKeeperError as e:
+            return self._fail(ExitCode.ZK_REFUSED, "zookeeper_refused", e)
+        negotiated = self.election.negotiated_session_timeout_s
+        if negotiated is not None and abs(negotiated - self.config.session_timeout_s) > 1e-3:
+            return self._fail(
+                ExitCode.ZK_REFUSED,
+                "session_timeout_refused",
+                ConfigError(
+                    "--session-timeout",
+                    f"{self.config.session_timeout_s:g} s is outside what the server accepts: "
+                    f"it negotiated {negotiated:g} s",
+                ),
+            )
+        return None
+
+    def _fail(self, code: ExitCode, event: str, error: Exception) -> int:
+        self.log.error(event, reason=str(error))
+        self._exit_code = code
+        return int(code)
+
+    def request_exit(self, code: int) -> None:
+        """Ask :meth:`run` to shut down and return ``code`` (the first request wins)."""
+        if not self._exit.is_set():
+            self._exit_code = code
+            self._exit.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.log.info("signal_received", reason=sig.name)
+        self.request_exit(ExitCode.OK)
+
+    async def _shutdown(self) -> None:
+        self.notifier.stopping()
+        if self.election.state is ElectionState.LEADING:
+            self.notifier.status("stopping: handing over leadership")
+        # Child first (on_revoked awaits it), then the session: the next contender starts
+        # only when our node goes, and that is after our child is gone.
+        await self.election.stop()
+        await self._stop_child("stopped")
+        await self.hooks.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- election events -------------------------------------------------------------
+
+    def _on_transition(self, t: Transition) -> None:
+        self._last = t
+        self.log.info(t.event, **{k: v for k, v in t.log_fields().items() if k != "event"})
+        self.notifier.status(self._status_text(t))
+        if t.event in ("elected", "revoked"):
+            hook = self.config.on_elected if t.event == "elected" else self.config.on_revoked
+            if hook:
+                self.hooks.submit(t.event, hook, self._child_env(t.token, t.node))
+        if (
+            t.event == "revoked"
+            and self.config.exit_on_loss
+            and t.reason not in _OWN_REVOCATIONS
+            and not self._exit.is_set()
+        ):
+            self.request_exit(ExitCode.LEADERSHIP_LOST)
+
+    @staticmethod
+    def _status_text(t: Transition) -> str:
+        if t.state is ElectionState.LEADING:
+            return f"leading {t.path} with token {t.token}"
+        return f"{t.state.value} {t.path}"
+
+    def _child_env(self, token: int | None, node: str | None) -> dict[str, str]:
+        return {
+            "ELECTION_TOKEN": "" if token is None else str(token),
+            "ELECTION_PATH": self.config.path,
+            "ELECTION_ID": self.election.identity,
+            "ELECTION_NODE": node or "",
+        }
+
+    async def _on_elected(self, term: Term) -> None:
+        if self.supervisor is None:
+            return
+        # A new term's child starts only after the old term's group is gone.
+        if self._child_stop is not None:
+            await self._child_stop
+        current = self.election.term
+        if current is None or current.token != term.token or not self.election.is_leader:
+            return
+        try:
+            pid = await self.supervisor.start(self._child_env(term.token, term.node))
+        except ChildError as e:
+            self.log.error("child_failed", reason=str(e))
+            self.request_exit(ExitCode.COMMAND_FAILED)
+            return
+        # Leadership may have ended while the child was being started.
+        if not self.election.is_leader:
+            await self._stop_child("revoked_during_start")
+            return
+        self.log.debug("child_running", pid=pid)
+        self._child_watch = asyncio.ensure_future(self._watch_child(term))
+
+    async def _on_revoked(self, reason: str) -> None:
+        await self._stop_child(reason)
+
+    async def _stop_child(self, reason: str) -> None:
+        supervisor = self.supervisor
+        if supervisor is None:
+            return
+        if self._child_watch is not None:
+            self._child_watch.cancel()
+            self._child_watch = None
+        if self._child_stop is None or self._child_stop.done():
+            self._child_stop = asyncio.ensure_future(supervisor.stop(reason))
+        # Shielded: a cancelled caller must not leave a half-killed group behind.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._child_stop)
+
+    async def _watch_child(self, term: Term) -> None:
+        assert self.supervisor is not None
+        result = await self.supervisor.wait()
+        if result.stopped_by_us:
+            return
+        self._child_watch = None
+        if self.config.on_child_exit is ChildExitPolicy.EXIT:
+            self.request_exit(result.exit_status)
+        else:
+            await self.election.resign()
+
+    # -- systemd watchdog ------------------------------------------------------------
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval_s
+        if interval is None:
+            return
+        while True:
+            # Only a running loop gets here; only a live lease makes us worth keeping.
+            session = self.election.session
+            if session.lease_remaining_s() > 0:
+                self.notifier.watchdog()
+            await asyncio.sleep(interval / 2)
+

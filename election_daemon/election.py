@@ -1,0 +1,626 @@
+"""The election: a state machine over a session (liveness) and a candidacy (the recipe).
+
+One private writer (:meth:`Election._set`) changes the state and fires events on edges
+only. Leadership is declared only when our node is first in the queue, still exists, is
+owned by the current session, and that session is CONNECTED with a valid lease. It is
+revoked synchronously, on the session's edge, the moment the lease runs out or the
+connection or session is lost, before any callback runs.
+
+Callback contract (write it on the wall):
+
+- ``on_elected(term)`` and ``on_revoked(reason)`` may be plain functions or coroutine
+  functions. Coroutines run as tasks: a slow callback never delays revocation, and by the
+  time ``on_elected`` runs, leadership may already be gone (``on_revoked`` follows).
+- ``on_revoked`` runs exactly once for every ``on_elected``.
+- An exception in a callback is logged and does not affect the election.
+- A plain function callback runs on the event loop: keep it short.
+
+Nothing here knows about processes or HTTP; the daemon consumes :meth:`Election.changes`
+or :meth:`Election.add_listener`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import inspect
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiozk
+
+from ._zk import MAX_DATA_BYTES, GuardFailedError, ZooKeeper, first_of
+from .candidacy import Candidacy, Participant, encode_node_data, read_queue
+from .config import parse_hosts, validate_election_path
+from .errors import (
+    ConfigError,
+    ConnectionLossError,
+    ElectionError,
+    NoAuthError,
+    NoNodeError,
+    NotLeaderError,
+    SessionLostError,
+    ZooKeeperError,
+)
+from .session import Session, SessionChange, SessionState
+
+__all__ = ["Election", "ElectionState", "Term", "Transition"]
+
+_log = logging.getLogger(__name__)
+
+# Between failed attempts to join while the session looks healthy (e.g. a NoAuth race).
+_RETRY_DELAY_S = 0.2
+
+
+class ElectionState(enum.Enum):
+    """Where this participant stands. Only LEADING means "do the leader's work"."""
+
+    IDLE = "idle"
+    """Not started."""
+    JOINING = "joining"
+    """Connecting, or putting our node in the queue."""
+    FOLLOWING = "following"
+    """In the queue, waiting for the node before ours to go."""
+    LEADING = "leading"
+    """First in the queue, node owned by our live session, lease valid."""
+    SUSPENDED = "suspended"
+    """Session in doubt: not leading; will re-verify our node before leading again."""
+    STOPPED = "stopped"
+    """Left the election for good."""
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One term of leadership. ``token`` strictly increases from term to term.
+
+    The token is the czxid of the winning node: assigned by ZooKeeper's consensus, it grows
+    across leader changes, session expiry, ZooKeeper leader changes and re-creation of the
+    election path (sequence numbers restart; czxids do not). Leadership that resumes on the
+    same node after a brief suspension keeps its token: nobody can have led in between.
+    """
+
+    token: int
+    node: str
+    path: str
+    identity: str
+    session_id: int
+    started_at: float
+    started_monotonic: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One edge of the election's state machine: the log schema's record."""
+
+    event: str
+    state: ElectionState
+    previous_state: ElectionState
+    reason: str | None
+    path: str
+    id: str
+    node: str | None
+    token: int | None
+    session_id: int | None
+    timestamp: float
+    monotonic_s: float
+
+    def log_fields(self) -> dict[str, Any]:
+        """The fixed keys of the log schema (``timestamp`` is added by the logger)."""
+        return {
+            "event": self.event,
+            "state": self.state.value,
+            "previous_state": self.previous_state.value,
+            "reason": self.reason,
+            "path": self.path,
+            "id": self.id,
+            "node": self.node,
+            "token": self.token,
+            "session_id": f"0x{self.session_id:x}" if self.session_id else None,
+            "monotonic_s": round(self.monotonic_s, 6),
+        }
+
+
+ElectedCallback = Callable[[Term], Awaitable[None] | None]
+RevokedCallback = Callable[[str], Awaitable[None] | None]
+Listener = Callable[[Transition], None]
+
+
+def _default_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Election:
+    """A participant in the leader election under ``path``.
+
+    :param hosts: ZooKeeper connect string (``host:port,...[/chroot]``); may be None with ``client``.
+    :param path: the election's znode path, e.g. ``/election/scheduler``.
+    :param identity: this participant's name, published with its node (default ``host:pid``).
+    :param data: published with the node for discovery: bytes or anything JSON can encode.
+    :param session_timeout_s: requested ZooKeeper session timeout T; the server may clamp
+        it, and every timer uses the negotiated value. ``session_timeout`` is accepted too.
+    :param client: an aiozk ``ZKClient`` to share between elections; it is not closed by us.
+    :param connect_timeout_s: how long :meth:`start` waits for a session.
+    """
+
+    def __init__(
+        self,
+        hosts: str | None,
+        path: str,
+        *,
+        identity: str | None = None,
+        data: Any = None,
+        session_timeout_s: float | None = None,
+        session_timeout: float | None = None,
+        client: aiozk.ZKClient | None = None,
+        connect_timeout_s: float = 30.0,
+    ) -> None:
+        if session_timeout_s is not None and session_timeout is not None:
+            raise ConfigError("session_timeout_s", "give session_timeout_s or session_timeout, not both")
+        timeout_s = session_timeout_s if session_timeout_s is not None else session_timeout
+        timeout_s = 10.0 if timeout_s is None else timeout_s
+        if not isinstance(timeout_s, int | float) or not 0 < timeout_s <= 3600:
+            raise ConfigError("session_timeout_s", f"must be a number of seconds in (0, 3600], not {timeout_s!r}")
+        if not 0 < connect_timeout_s:
+            raise ConfigError("connect_timeout_s", f"must be positive, not {connect_timeout_s!r}")
+        if client is None:
+            if hosts is None:
+                raise ConfigError("hosts", "give a ZooKeeper connect string or a client")
+            parse_hosts(hosts)
+        self.path = validate_election_path(path)
+        self.identity = _default_identity() if identity is None else identity
+        if not self.identity or len(self.identity) > 255 or not self.identity.isprintable():
+            raise ConfigError("identity", f"must be 1 to 255 printable characters, not {self.identity!r}")
+        try:
+            self._payload = encode_node_data(self.identity, data)
+        except (TypeError, ValueError) as e:
+            raise ConfigError("data", f"must be bytes or JSON-serialisable: {e}") from None
+        if len(self._payload) > MAX_DATA_BYTES:
+            raise ConfigError(
+                "data", f"is {len(self._payload)} bytes with the identity; a node holds at most {MAX_DATA_BYTES}"
+            )
+        self.data = data
+        self.requested_session_timeout_s = float(timeout_s)
+        self._connect_timeout_s = connect_timeout_s
+        self._client = client
+        self._hosts = hosts
+        self._session: Session | None = None
+
+        self._state = ElectionState.IDLE
+        self._term: Term | None = None
+        self._candidacy: Candidacy | None = None
+        self._elected_callbacks: list[ElectedCallback] = []
+        self._revoked_callbacks: list[RevokedCallback] = []
+        self._listeners: list[Listener] = []
+        self._subscribers: list[asyncio.Queue[Transition | None]] = []
+        self._callback_tasks: set[asyncio.Task[Any]] = set()
+        self._revoke_tasks: set[asyncio.Task[Any]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._leading = asyncio.Event()
+        self._joined = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._resign_requests: list[asyncio.Future[None]] = []
+        self._failure: ElectionError | None = None
+
+    # -- registration ------------------------------------------------------------------
+
+    def on_elected(self, callback: ElectedCallback) -> ElectedCallback:
+        """Call ``callback(term)`` each time this participant becomes leader."""
+        self._elected_callbacks.append(callback)
+        return callback
+
+    def on_revoked(self, callback: RevokedCallback) -> RevokedCallback:
+        """Call ``callback(reason)`` each time leadership ends (once per ``on_elected``)."""
+        self._revoked_callbacks.append(callback)
+        return callback
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(transition)`` synchronously on every edge. It must not block."""
+        self._listeners.append(listener)
+
+    # -- queries -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> ElectionState:
+        return self._state
+
+    @property
+    def is_leader(self) -> bool:
+        """True only while leading with an unexpired lease (checked now, not at the last edge)."""
+        return (
+            self._state is ElectionState.LEADING
+            and self._session is not None
+            and self._session.lease_remaining_s() > 0
+        )
+
+    @property
+    def term(self) -> Term | None:
+        """The current term while leading, else None."""
+        return self._term if self._state is ElectionState.LEADING else None
+
+    @property
+    def node(self) -> str | None:
+        return self._candidacy.node if self._candidacy is not None else None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise ElectionError("the election has not been started")
+        return self._session
+
+    @property
+    def negotiated_session_timeout_s(self) -> float | None:
+        return self._session.negotiated_timeout_s if self._session is not None else None
+
+    async def leader(self) -> Participant | None:
+        """The current leader as the queue shows it (None if the queue is empty)."""
+        queue = await self.participants()
+        return queue[0] if queue else None
+
+    async def participants(self) -> list[Participant]:
+        """Every contender in queue order, leader first."""
+        return await read_queue(self.session.zk, self.path)
+
+    async def wait_for_leadership(self, timeout: float | None = None) -> Term:
+        """Until this participant leads; returns the term. Raises TimeoutError on ``timeout``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if self._failure is not None:
+                    raise self._failure
+                if self._state is ElectionState.STOPPED:
+                    raise ElectionError("the election was stopped")
+                term = self.term
+                if term is not None:
+                    return term
+                await self._leading.wait()
+                # Leadership can come and go between the edge and this task's turn.
+                if self._state is not ElectionState.LEADING:
+                    self._leading.clear()
+
+    async def changes(self) -> AsyncIterator[Transition]:
+        """Every transition from now on, in order, until the election stops."""
+        queue: asyncio.Queue[Transition | None] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(queue)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the election; returns once our node is in the queue.
+
+        Raises :class:`ConnectTimeoutError` if no ZooKeeper answers within the connect timeout,
+        and :class:`NoAuthError` if ZooKeeper refuses our node.
+        """
+        if self._state is not ElectionState.IDLE:
+            raise ElectionError(f"cannot start an election that is {self._state.value}")
+        if self._client is not None:
+            session = Session.for_client(self._client)
+        else:
+            assert self._hosts is not None
+            session = Session(ZooKeeper.create(self._hosts, session_timeout_s=self.requested_session_timeout_s))
+        self._session = session
+        session.acquire()
+        session.add_listener(self._on_session_change)
+        self._set(ElectionState.JOINING, "starting", None)
+        try:
+            await session.start(connect_timeout_s=self._connect_timeout_s)
+            if session.is_connected():
+                self._emit_session_event("connected", "connected")
+            self._task = asyncio.create_task(self._run(), name=f"election {self.path}")
+            joined = asyncio.ensure_future(self._joined.wait())
+            await asyncio.wait([joined, self._task], return_when=asyncio.FIRST_COMPLETED)
+            joined.cancel()
+            if self._failure is not None:
+                raise self._failure
+        except BaseException:
+            await self._shutdown("start_failed")
+            raise
+
+    async def resign(self) -> None:
+        """Give up leadership now and rejoin at the back of the queue (no-op unless leading).
+
+        Returns after ``on_revoked`` callbacks finished and our new node is in the queue.
+        """
+        if self._state is not ElectionState.LEADING:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._resign_requests.append(fut)
+        self._wake.set()
+        await fut
+
+    async def stop(self) -> None:
+        """Leave for good: revoke (callbacks first), delete our node, close an owned client."""
+        if self._state in (ElectionState.IDLE, ElectionState.STOPPED):
+            self._state = ElectionState.STOPPED
+            return
+        await self._shutdown("stopped")
+
+    async def _shutdown(self, reason: str) -> None:
+        if self._state is ElectionState.LEADING:
+            self._revoke(reason, ElectionState.STOPPED)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._await_revoke_callbacks()
+        session = self._session
+        if session is not None and self._candidacy is not None and session.is_connected():
+            with contextlib.suppress(ElectionError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._candidacy.leave(), session.negotiated_timeout_s / 3)
+        self._candidacy = None
+        self._set(ElectionState.STOPPED, "stopped", reason)
+        self._leading.set()  # wakes wait_for_leadership(), which then raises
+        for fut in self._resign_requests:
+            if not fut.done():
+                fut.set_result(None)
+        if session is not None:
+            session.remove_listener(self._on_session_change)
+            await session.release()
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+
+    # -- guarded writes ----------------------------------------------------------------
+
+    async def guarded_set(self, path: str, value: bytes) -> None:
+        """Write ``value`` to ``path`` only if this term's node still exists (one ZooKeeper multi).
+
+        Raises :class:`NotLeaderError` if not leading or if the term ended before the commit.
+        """
+        term = self.term
+        if term is None or not self.is_leader:
+            raise NotLeaderError(f"{self.identity} does not lead {self.path}")
+        try:
+            await self.session.zk.guarded_set(term.node, path, value)
+        except GuardFailedError as e:
+            raise NotLeaderError(f"term {term.token} of {self.path} has ended") from e
+
+    # -- the one writer ----------------------------------------------------------------
+
+    def _set(self, state: ElectionState, event: str, reason: str | None, *, force: bool = False) -> None:
+        previous = self._state
+        if (state is previous and not force) or previous is ElectionState.STOPPED:
+            return
+        self._state = state
+        if state is ElectionState.LEADING:
+            self._leading.set()
+        else:
+            self._leading.clear()
+        if state in (ElectionState.FOLLOWING, ElectionState.LEADING):
+            self._joined.set()
+        term = self._term
+        session = self._session
+        transition = Transition(
+            event=event,
+            state=state,
+            previous_state=previous,
+            reason=reason,
+            path=self.path,
+            id=self.identity,
+            node=self.node,
+            token=term.token if term is not None else None,
+            session_id=session.session_id if session is not None else None,
+            timestamp=time.time(),
+            monotonic_s=time.monotonic(),
+        )
+        for listener in list(self._listeners):
+            try:
+                listener(transition)
+            except Exception:
+                _log.exception("election listener failed")
+        for queue in self._subscribers:
+            queue.put_nowait(transition)
+
+    def _emit_session_event(self, event: str, reason: str) -> None:
+        """Session edges that do not move the election (connected, reconnected) are events too."""
+        self._set(self._state, event, reason, force=True)
+
+    def _elect(self, term: Term) -> None:
+        self._term = term
+        self._set(ElectionState.LEADING, "elected", None)
+        for callback in self._elected_callbacks:
+            self._invoke(callback, term, self._callback_tasks)
+
+    def _revoke(self, reason: str, to: ElectionState) -> None:
+        if self._state is not ElectionState.LEADING:
+            return
+        self._set(to, "revoked", reason)
+        self._term = None
+        for callback in self._revoked_callbacks:
+            self._invoke(callback, reason, self._revoke_tasks)
+
+    def _invoke(self, callback: Callable[[Any], Any], arg: Any, tasks: set[asyncio.Task[Any]]) -> None:
+        try:
+            result = callback(arg)
+        except Exception:
+            _log.exception("election callback %r failed", callback)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            tasks.add(task)
+            task.add_done_callback(lambda t: self._callback_done(t, tasks))
+
+    @staticmethod
+    def _callback_done(task: asyncio.Task[Any], tasks: set[asyncio.Task[Any]]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("election callback failed", exc_info=task.exception())
+
+    async def _await_revoke_callbacks(self) -> None:
+        if self._revoke_tasks:
+            await asyncio.wait(list(self._revoke_tasks))
+
+    # -- reacting to the session ------------------------------------------------------
+
+    def _on_session_change(self, change: SessionChange) -> None:
+        if self._state in (ElectionState.IDLE, ElectionState.STOPPED):
+            return
+        if change.state is SessionState.SUSPENDED:
+            if self._state is ElectionState.LEADING:
+                self._revoke(change.reason, ElectionState.SUSPENDED)
+            else:
+                self._set(ElectionState.SUSPENDED, "suspended", change.reason)
+        elif change.state in (SessionState.LOST, SessionState.CLOSED):
+            reason = "session_expired" if change.state is SessionState.LOST else "session_closed"
+            self._candidacy = None
+            if self._state is ElectionState.LEADING:
+                self._revoke(reason, ElectionState.JOINING)
+            else:
+                self._set(ElectionState.JOINING, "session_lost", reason, force=True)
+        elif change.state is SessionState.CONNECTED and change.reason != "connected":
+            self._emit_session_event("reconnected", change.reason)
+        self._wake.set()
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        session = self.session
+        while True:
+            try:
+                await session.wait_connected()
+                session_id = session.session_id
+                assert session_id is not None
+                candidacy = self._candidacy
+                if candidacy is None or candidacy.session_id != session_id:
+                    candidacy = self._candidacy = Candidacy(
+                        session.zk, self.path, self._payload, session_id=session_id
+                    )
+                await candidacy.join()
+                await self._contend(candidacy)
+            except NoNodeError:
+                # Our node is gone (an operator, or the path was deleted): join again, anew.
+                self._revoke("node_deleted", ElectionState.JOINING)
+                if self._state is not ElectionState.JOINING:
+                    self._set(ElectionState.JOINING, "node_lost", "node_deleted")
+                self._candidacy = None
+            except NoAuthError as e:
+                self._failure = e
+                self._revoke("no_auth", ElectionState.STOPPED)
+                self._set(ElectionState.STOPPED, "failed", str(e))
+                self._leading.set()
+                return
+            except (ConnectionLossError, SessionLostError, asyncio.TimeoutError):
+                # The session listener has (or will have) taken leadership away; wait for it.
+                await self._pause_if_connected()
+            except ZooKeeperError:
+                _log.warning("election %s: ZooKeeper error; retrying", self.path, exc_info=True)
+                await self._pause_if_connected()
+
+    async def _pause_if_connected(self) -> None:
+        if self.session.is_connected():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.session.not_connected(), _RETRY_DELAY_S)
+
+    async def _contend(self, candidacy: Candidacy) -> None:
+        """Follow, then lead, while the session stays connected; returns when it does not."""
+        zk = candidacy.zk
+        session = self.session
+        while session.is_connected():
+            position = await candidacy.position()
+            predecessor = await self._arm_predecessor_watch(zk, position.preceding)
+            if predecessor is not None:
+                node_gone, _ = predecessor
+                self._set_following()
+                self._wake.clear()
+                await first_of(node_gone, session.not_connected(), self._wake.wait())
+                continue
+            await self._lead(candidacy)
+            return
+
+    def _set_following(self) -> None:
+        if self._state is ElectionState.SUSPENDED:
+            self._set(ElectionState.FOLLOWING, "resumed", None)
+        elif self._state is ElectionState.JOINING:
+            self._set(ElectionState.FOLLOWING, "joined", None)
+
+    async def _arm_predecessor_watch(
+        self, zk: ZooKeeper, preceding: tuple[str, ...]
+    ) -> tuple[asyncio.Future[None], str] | None:
+        """Watch the nearest live contender before ours; None when we are first."""
+        for node in reversed(preceding):
+            gone = zk.watch(node)
+            try:
+                _, stat = await zk.get(node, watch=True)
+            except NoNodeError:
+                gone.cancel()
+                continue
+            except BaseException:
+                gone.cancel()
+                raise
+            if stat.ephemeral_owner == 0:
+                # A persistent look-alike is nobody's candidacy: skip it rather than wait forever.
+                gone.cancel()
+                _log.warning("election %s: ignoring persistent node %s in the queue", self.path, node)
+                continue
+            return gone, node
+        return None
+
+    async def _lead(self, candidacy: Candidacy) -> None:
+        zk = candidacy.zk
+        session = self.session
+        node = candidacy.node
+        assert node is not None
+        while True:
+            own_change = zk.watch(node)
+            try:
+                _, stat = await zk.get(node, watch=True)
+            except BaseException:
+                own_change.cancel()
+                raise
+            if stat.ephemeral_owner != candidacy.session_id or session.session_id != candidacy.session_id:
+                own_change.cancel()
+                raise NoNodeError(f"{node} is not owned by our session")
+            if not session.is_connected():
+                own_change.cancel()
+                return
+            if self._state is not ElectionState.LEADING:
+                self._set_following()
+                self._elect(
+                    Term(
+                        token=stat.czxid,
+                        node=node,
+                        path=self.path,
+                        identity=self.identity,
+                        session_id=candidacy.session_id,
+                        started_at=time.time(),
+                        started_monotonic=time.monotonic(),
+                    )
+                )
+            self._wake.clear()
+            await first_of(own_change, session.not_connected(), self._wake.wait())
+            if self._resign_requests:
+                await self._resign(candidacy)
+                return
+            if not session.is_connected():
+                return
+            # Our node changed or went: the next get() tells which (NoNodeError revokes).
+
+    async def _resign(self, candidacy: Candidacy) -> None:
+        self._revoke("resigned", ElectionState.JOINING)
+        await self._await_revoke_callbacks()
+        await candidacy.leave()
+        self._candidacy = None
+        requests, self._resign_requests = self._resign_requests, []
+        new = self._candidacy = Candidacy(
+            candidacy.zk, self.path, self._payload, session_id=candidacy.session_id
+        )
+        try:
+            await new.join()
+            self._set(ElectionState.FOLLOWING, "joined", "resigned")
+        finally:
+            for fut in requests:
+                if not fut.done():
+                    fut.set_result(None)

@@ -1,0 +1,75 @@
+"""The typed errors election_daemon raises: one root, a small tree.
+
+::
+
+    ElectionError                 root of everything this package raises
+    ├── ConfigError               bad configuration; ``field`` names the culprit
+    ├── ZooKeeperError            ZooKeeper refused or failed a request (aiozk's errors, converted)
+    │   ├── ConnectTimeoutError   no ZooKeeper server answered within the connect timeout
+    │   ├── ConnectionLossError   the connection failed mid-request: its outcome is unknown
+    │   ├── SessionLostError      the session expired or was closed under us
+    │   ├── NoNodeError           the node does not exist
+    │   ├── NodeExistsError       the node already exists
+    │   ├── NoAuthError           ZooKeeper refused the request for lack of permission
+    │   └── DataTooLargeError     node data larger than ZooKeeper accepts (jute.maxbuffer)
+    ├── NotLeaderError            a leader-only action was tried without leadership, or it was lost
+    └── ChildError                the leader-only command could not be started or supervised
+
+aiozk exceptions never leave this package: ``election_daemon._zk`` converts them at the
+boundary, keeping the original as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+
+class ElectionError(Exception):
+    """Root of every error election_daemon raises."""
+
+
+class ConfigError(ElectionError, ValueError):
+    """Configuration is invalid. ``field`` names the offending setting."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ZooKeeperError(ElectionError):
+    """ZooKeeper refused or failed a request."""
+
+
+class ConnectTimeoutError(ZooKeeperError):
+    """No ZooKeeper server could be reached within the connect timeout."""
+
+
+class ConnectionLossError(ZooKeeperError):
+    """The connection failed while a request was in flight: it may or may not have been applied."""
+
+
+class NoNodeError(ZooKeeperError):
+    """The node does not exist."""
+
+
+class NodeExistsError(ZooKeeperError):
+    """The node already exists."""
+
+
+class SessionLostError(ZooKeeperError):
+    """The ZooKeeper session expired or was closed while a request depended on it."""
+
+
+class NoAuthError(ZooKeeperError):
+    """ZooKeeper refused the request: the session lacks permission on the node."""
+
+
+class DataTooLargeError(ZooKeeperError):
+    """Node data is larger than the ZooKeeper server accepts."""
+
+
+class NotLeaderError(ElectionError):
+    """A leader-only action was attempted without leadership, or leadership was lost during it."""
+
+
+class ChildError(ElectionError):
+    """The leader-only command could not be started or supervised."""

@@ -1,0 +1,106 @@
+"""Structured logs: structlog set up for JSON lines or a console, and the fixed log schema.
+
+The schema is an interface, like the CLI: every line carries the keys in
+:data:`SCHEMA_KEYS` (``null`` when unknown), whatever its event. Transition events name
+the edge (``connected``, ``joined``, ``elected``, ``revoked``, ``session_lost``, ...);
+process events (``child_started``, ``child_exited``, ...) carry the election's state at
+that moment. Other keys (``pid``, ``exit_code``, ``duration_s``, ...) may be added; keys
+are never renamed or removed within a major version.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+__all__ = ["SCHEMA_KEYS", "SCHEMA_VERSION", "configure_logging", "get_logger"]
+
+SCHEMA_VERSION = 1
+
+SCHEMA_KEYS = (
+    "event",
+    "state",
+    "previous_state",
+    "reason",
+    "path",
+    "id",
+    "node",
+    "token",
+    "session_id",
+    "timestamp",
+)
+
+Context = Callable[[], dict[str, Any]]
+
+
+def _schema_filler(context: Context | None) -> structlog.typing.Processor:
+    def fill(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        current = context() if context is not None else {}
+        for key in SCHEMA_KEYS:
+            if key not in event_dict:
+                event_dict[key] = current.get(key)
+        if "previous_state" not in current and event_dict["previous_state"] is None:
+            event_dict["previous_state"] = event_dict["state"]
+        return event_dict
+
+    return fill
+
+
+def configure_logging(
+    log_format: str,
+    *,
+    context: Context | None = None,
+    stream: TextIO | None = None,
+    level: int = logging.INFO,
+) -> None:
+    """Send structlog and stdlib logging (aiozk's too) to ``stream`` as JSON lines or console text.
+
+    ``context`` returns the daemon's current view (state, path, id, node, token, session_id)
+    used to fill schema keys an event does not set itself.
+    """
+    out = stream if stream is not None else sys.stdout
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp")
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        timestamper,
+        _schema_filler(context),
+    ]
+    renderer: structlog.typing.Processor
+    if log_format == "json":
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+        shared.append(structlog.processors.dict_tracebacks)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    # aiozk and this package's library modules log through the stdlib; route them here too.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                *shared,
+                structlog.stdlib.ExtraAdder(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiozk logs every reconnect attempt with a traceback; the session edges say it better.
+    logging.getLogger("aiozk").setLevel(logging.CRITICAL)
+
+
+def get_logger(**initial: Any) -> Any:
+    """A structlog logger bound to ``initial`` values."""
+    return structlog.get_logger(**initial)
