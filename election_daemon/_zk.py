@@ -138,7 +138,7 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc]
         attempt_s = max(self.timeout / max(len(self.hosts), 1), 0.5)
         try:
             await asyncio.wait_for(conn.connect(), attempt_s)
-        except (OSError, asyncio.TimeoutError, ConnectionError, zk_exc.ZKError) as e:
+        except (TimeoutError, OSError, ConnectionError, zk_exc.ZKError) as e:
             _log.info("cannot connect to %s:%s: %s", host, port, type(e).__name__)
             with contextlib.suppress(Exception):
                 if conn.writer is not None:
@@ -161,7 +161,8 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc]
             if conn is None:
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self.max_backoff_s)
-        old, self.conn = self.conn, conn
+        old: Connection | None = getattr(self, "conn", None)
+        self.conn = conn
         if old is not None:
             task = asyncio.create_task(old.close(self.timeout))
             task.add_done_callback(_ignore_result)
@@ -191,11 +192,16 @@ class ZooKeeper:
         self._answered_session: int | None = None
 
     @classmethod
-    def create(cls, hosts: str, *, session_timeout_s: float) -> ZooKeeper:
-        """Build (not start) a hardened client that never accepts a read-only session."""
-        client = aiozk.ZKClient(hosts, session_timeout=session_timeout_s, allow_read_only=False)
+    def create(cls, servers: str, *, chroot: str | None, session_timeout_s: float) -> ZooKeeper:
+        """Build (not start) a hardened client that never accepts a read-only session.
+
+        ``servers`` is a chroot-less list with explicit ports (``config.format_servers``).
+        """
+        client = aiozk.ZKClient(
+            servers, chroot=chroot, session_timeout=session_timeout_s, allow_read_only=False
+        )
         client.session = _HardenedSession(
-            hosts, session_timeout_s, retry_policy=None, allow_read_only=False, read_timeout=None
+            servers, session_timeout_s, retry_policy=None, allow_read_only=False, read_timeout=None
         )
         return cls(client, owns_client=True)
 
@@ -236,7 +242,7 @@ class ZooKeeper:
         """Connect and establish a session, or raise :class:`ConnectTimeoutError`."""
         try:
             await asyncio.wait_for(self.client.start(), connect_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._abandon()
             raise ConnectTimeoutError(
                 f"no ZooKeeper server answered within {connect_timeout_s:g} s "
@@ -255,7 +261,7 @@ class ZooKeeper:
         try:
             # aiozk waits up to T for the close reply and then skips the rest of its cleanup.
             await asyncio.wait_for(self.client.close(), max(self.negotiated_timeout_s / 3, 0.5))
-        except (asyncio.TimeoutError, zk_exc.ZKError, OSError):
+        except (TimeoutError, zk_exc.ZKError, OSError):
             await self._abandon()
 
     async def _abandon(self) -> None:
@@ -279,7 +285,7 @@ class ZooKeeper:
     def state_change(self) -> asyncio.Future[None]:
         """A future that resolves at aiozk's next session state transition."""
         machine = self.client.session.state
-        others = [s for s in (States.CONNECTED, States.SUSPENDED, States.READ_ONLY, States.LOST)]
+        others = [States.CONNECTED, States.SUSPENDED, States.READ_ONLY, States.LOST]
         others.remove(machine.current_state)
         fut: asyncio.Future[None] = machine.wait_for(*others)
 
@@ -298,10 +304,13 @@ class ZooKeeper:
         with _converted(what):
             response = await self.client.send(request)
         # Only an answer on the session the request was sent on proves that session alive.
-        if session_id is not None and session_id == self.session_id:
-            if self.last_answered_send is None or sent > self.last_answered_send:
-                self.last_answered_send = sent
-                self._answered_session = session_id
+        if (
+            session_id is not None
+            and session_id == self.session_id
+            and (self.last_answered_send is None or sent > self.last_answered_send)
+        ):
+            self.last_answered_send = sent
+            self._answered_session = session_id
         return response
 
     def answered_since(self, session_id: int) -> float | None:
@@ -322,7 +331,9 @@ class ZooKeeper:
     async def create_ephemeral_sequential(self, prefix: str, data: bytes) -> tuple[str, Stat]:
         """Create ``prefix`` + a sequence number; returns the node's path and stat."""
         if len(data) > MAX_DATA_BYTES:
-            raise DataTooLargeError(f"node data is {len(data)} bytes; ZooKeeper accepts at most {MAX_DATA_BYTES}")
+            raise DataTooLargeError(
+                f"node data is {len(data)} bytes; ZooKeeper accepts at most {MAX_DATA_BYTES}"
+            )
         request = protocol.Create2Request(path=self._path(prefix), data=data, acl=self.client.default_acl)
         request.set_flags(ephemeral=True, sequential=True, container=False)
         response = await self._call(f"create {prefix}", request)
@@ -336,7 +347,9 @@ class ZooKeeper:
 
     async def get(self, path: str, *, watch: bool = False) -> tuple[bytes, Stat]:
         """Read a node; with ``watch`` its deletion or change will fire :meth:`watch`'s future."""
-        response = await self._call(f"read {path}", protocol.GetDataRequest(path=self._path(path), watch=watch))
+        response = await self._call(
+            f"read {path}", protocol.GetDataRequest(path=self._path(path), watch=watch)
+        )
         return bytes(response.data or b""), Stat._from_aiozk(response.stat)
 
     async def delete(self, path: str) -> None:

@@ -121,7 +121,7 @@ async def read_queue(zk: ZooKeeper, path: str) -> list[Participant]:
         return c, raw, stat
 
     found = [r for r in await asyncio.gather(*(_read(c) for c in contenders)) if r is not None]
-    participants = []
+    participants: list[Participant] = []
     for c, raw, stat in found:
         if stat.ephemeral_owner == 0:
             continue

@@ -265,4 +265,3 @@ class Daemon:
             if session.lease_remaining_s() > 0:
                 self.notifier.watchdog()
             await asyncio.sleep(interval / 2)
-

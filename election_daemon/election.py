@@ -26,8 +26,6 @@ import contextlib
 import enum
 import inspect
 import logging
-import os
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -37,7 +35,7 @@ import aiozk
 
 from ._zk import MAX_DATA_BYTES, GuardFailedError, ZooKeeper, first_of
 from .candidacy import Candidacy, Participant, encode_node_data, read_queue
-from .config import parse_hosts, validate_election_path
+from .config import default_identity, format_servers, parse_hosts, validate_election_path
 from .errors import (
     ConfigError,
     ConnectionLossError,
@@ -131,10 +129,6 @@ RevokedCallback = Callable[[str], Awaitable[None] | None]
 Listener = Callable[[Transition], None]
 
 
-def _default_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 class Election:
     """A participant in the leader election under ``path``.
 
@@ -165,15 +159,19 @@ class Election:
         timeout_s = session_timeout_s if session_timeout_s is not None else session_timeout
         timeout_s = 10.0 if timeout_s is None else timeout_s
         if not isinstance(timeout_s, int | float) or not 0 < timeout_s <= 3600:
-            raise ConfigError("session_timeout_s", f"must be a number of seconds in (0, 3600], not {timeout_s!r}")
-        if not 0 < connect_timeout_s:
+            raise ConfigError(
+                "session_timeout_s", f"must be a number of seconds in (0, 3600], not {timeout_s!r}"
+            )
+        if not connect_timeout_s > 0:
             raise ConfigError("connect_timeout_s", f"must be positive, not {connect_timeout_s!r}")
+        self._servers: tuple[tuple[str, int], ...] = ()
+        self._chroot: str | None = None
         if client is None:
             if hosts is None:
                 raise ConfigError("hosts", "give a ZooKeeper connect string or a client")
-            parse_hosts(hosts)
+            self._servers, self._chroot = parse_hosts(hosts)
         self.path = validate_election_path(path)
-        self.identity = _default_identity() if identity is None else identity
+        self.identity = default_identity() if identity is None else identity
         if not self.identity or len(self.identity) > 255 or not self.identity.isprintable():
             raise ConfigError("identity", f"must be 1 to 255 printable characters, not {self.identity!r}")
         try:
@@ -182,13 +180,13 @@ class Election:
             raise ConfigError("data", f"must be bytes or JSON-serialisable: {e}") from None
         if len(self._payload) > MAX_DATA_BYTES:
             raise ConfigError(
-                "data", f"is {len(self._payload)} bytes with the identity; a node holds at most {MAX_DATA_BYTES}"
+                "data",
+                f"is {len(self._payload)} bytes with the identity; a node holds at most {MAX_DATA_BYTES}",
             )
         self.data = data
         self.requested_session_timeout_s = float(timeout_s)
         self._connect_timeout_s = connect_timeout_s
         self._client = client
-        self._hosts = hosts
         self._session: Session | None = None
 
         self._state = ElectionState.IDLE
@@ -309,8 +307,13 @@ class Election:
         if self._client is not None:
             session = Session.for_client(self._client)
         else:
-            assert self._hosts is not None
-            session = Session(ZooKeeper.create(self._hosts, session_timeout_s=self.requested_session_timeout_s))
+            session = Session(
+                ZooKeeper.create(
+                    format_servers(self._servers),
+                    chroot=self._chroot,
+                    session_timeout_s=self.requested_session_timeout_s,
+                )
+            )
         self._session = session
         session.acquire()
         session.add_listener(self._on_session_change)
@@ -512,7 +515,7 @@ class Election:
                 self._set(ElectionState.STOPPED, "failed", str(e))
                 self._leading.set()
                 return
-            except (ConnectionLossError, SessionLostError, asyncio.TimeoutError):
+            except (TimeoutError, ConnectionLossError, SessionLostError):
                 # The session listener has (or will have) taken leadership away; wait for it.
                 await self._pause_if_connected()
             except ZooKeeperError:

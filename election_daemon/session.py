@@ -183,9 +183,11 @@ class Session:
         ]
         try:
             await asyncio.wait_for(self.wait_connected(), connect_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.close()
-            raise ConnectTimeoutError(f"ZooKeeper did not answer a probe within {connect_timeout_s:g} s") from None
+            raise ConnectTimeoutError(
+                f"ZooKeeper did not answer a probe within {connect_timeout_s:g} s"
+            ) from None
 
     async def close(self) -> None:
         """Stop probing; close the client if this session owns it (its nodes go at once)."""
@@ -294,7 +296,7 @@ class Session:
         try:
             # No longer than a lease: a probe stuck on a dead connection renews nothing.
             await asyncio.wait_for(self.zk.sync("/"), self._lease.length_s)
-        except (ZooKeeperError, asyncio.TimeoutError):
+        except (TimeoutError, ZooKeeperError):
             return
         except ElectionError:
             _log.exception("probe failed")

@@ -16,7 +16,13 @@ def test_contenders_are_ordered_by_sequence_not_by_name() -> None:
 
 
 def test_foreign_names_are_ignored() -> None:
-    children = ["lock", "_c_short-0000000001", f"x_c_{G1}-0000000001", f"_c_{G1}-000000001", f"_c_{G2}-0000000004"]
+    children = [
+        "lock",
+        "_c_short-0000000001",
+        f"x_c_{G1}-0000000001",
+        f"_c_{G1}-000000001",
+        f"_c_{G2}-0000000004",
+    ]
     assert [c.guid for c in parse_contenders(children)] == [G2]
 
 
@@ -26,7 +32,10 @@ def test_overflowed_sequence_parses_as_negative() -> None:
 
 
 def test_payload_round_trips_json_and_bytes() -> None:
-    assert decode_node_data(encode_node_data("h:1", {"addr": "10.0.0.1:80"})) == ("h:1", {"addr": "10.0.0.1:80"})
+    assert decode_node_data(encode_node_data("h:1", {"addr": "10.0.0.1:80"})) == (
+        "h:1",
+        {"addr": "10.0.0.1:80"},
+    )
     assert decode_node_data(encode_node_data("h:1", b"\x00\xff")) == ("h:1", b"\x00\xff")
     assert decode_node_data(encode_node_data("h:1", None)) == ("h:1", None)
 

@@ -1,0 +1,49 @@
+"""election_daemon: safe leader election on Apache ZooKeeper, for asyncio and as a daemon.
+
+The public API is what this module exports; every other module is an implementation
+detail unless its name is listed here.
+"""
+
+from __future__ import annotations
+
+from .candidacy import Participant
+from .election import Election, ElectionState, Term, Transition
+from .errors import (
+    ChildError,
+    ConfigError,
+    ConnectionLossError,
+    ConnectTimeoutError,
+    DataTooLargeError,
+    ElectionError,
+    NoAuthError,
+    NodeExistsError,
+    NoNodeError,
+    NotLeaderError,
+    SessionLostError,
+    ZooKeeperError,
+)
+from .session import Session, SessionState
+
+__all__ = [
+    "ChildError",
+    "ConfigError",
+    "ConnectTimeoutError",
+    "ConnectionLossError",
+    "DataTooLargeError",
+    "Election",
+    "ElectionError",
+    "ElectionState",
+    "NoAuthError",
+    "NoNodeError",
+    "NodeExistsError",
+    "NotLeaderError",
+    "Participant",
+    "Session",
+    "SessionLostError",
+    "SessionState",
+    "Term",
+    "Transition",
+    "ZooKeeperError",
+]
+
+__version__ = "0.1.0"
