@@ -72,14 +72,18 @@ class Daemon:
         self._exit_code: int = ExitCode.OK
         self._child_stop: asyncio.Task[ChildExit | None] | None = None
         self._child_watch: asyncio.Task[None] | None = None
+        self._child_term: Term | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.failure: str | None = None
+        """One line saying why the daemon gave up, for stderr."""
 
     # -- the view every log line carries ---------------------------------------------
 
     def log_context(self) -> dict[str, Any]:
         """The schema keys for lines that are not transitions (child and hook events)."""
         e = self.election
-        term = e.term
+        # After a revocation, child events still belong to the term the child ran for.
+        term = e.term or self._child_term
         session = e.session if e.state is not ElectionState.IDLE else None
         sid = session.session_id if session is not None else None
         return {
@@ -138,7 +142,8 @@ class Daemon:
         return None
 
     def _fail(self, code: ExitCode, event: str, error: Exception) -> int:
-        self.log.error(event, reason=str(error))
+        self.failure = str(error)
+        self.log.error(event, reason=self.failure)
         self._exit_code = code
         return int(code)
 
@@ -213,10 +218,12 @@ class Daemon:
         current = self.election.term
         if current is None or current.token != term.token or not self.election.is_leader:
             return
+        self._child_term = term
         try:
             pid = await self.supervisor.start(self._child_env(term.token, term.node))
         except ChildError as e:
-            self.log.error("child_failed", reason=str(e))
+            self.failure = str(e)
+            self.log.error("child_failed", reason=self.failure)
             self.request_exit(ExitCode.COMMAND_FAILED)
             return
         # Leadership may have ended while the child was being started.
@@ -241,6 +248,8 @@ class Daemon:
         # Shielded: a cancelled caller must not leave a half-killed group behind.
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(self._child_stop)
+        if not supervisor.running:
+            self._child_term = None
 
     async def _watch_child(self, term: Term) -> None:
         assert self.supervisor is not None

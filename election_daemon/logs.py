@@ -40,12 +40,11 @@ Context = Callable[[], dict[str, Any]]
 def _schema_filler(context: Context | None) -> structlog.typing.Processor:
     def fill(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         current = context() if context is not None else {}
-        for key in SCHEMA_KEYS:
-            if key not in event_dict:
-                event_dict[key] = current.get(key)
-        if "previous_state" not in current and event_dict["previous_state"] is None:
-            event_dict["previous_state"] = event_dict["state"]
-        return event_dict
+        ordered: dict[str, Any] = {key: event_dict.pop(key, current.get(key)) for key in SCHEMA_KEYS}
+        if ordered["previous_state"] is None:
+            ordered["previous_state"] = ordered["state"]
+        ordered.update(event_dict)
+        return ordered
 
     return fill
 

@@ -1,0 +1,94 @@
+"""The command line: ``python -m election_daemon`` runs one participant; subcommands operate.
+
+Every failure the user can cause ends in one line on stderr and a documented exit code
+(:class:`election_daemon._exitcodes.ExitCode`), never a traceback. Only a bug gives
+exit code 1, with its traceback in the structured log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+from ._exitcodes import ExitCode
+from ._lifeline import Lifeline
+from .config import DaemonConfig, LogFormat, load_daemon_config
+from .daemon import Daemon
+from .errors import ChildError, ConfigError
+from .hooks import HookRunner
+from .logs import configure_logging, get_logger
+from .supervisor import ChildSupervisor
+from .systemd import SystemdNotifier
+
+__all__ = ["SUBCOMMANDS", "main"]
+
+PROG = "election-daemon"
+
+Subcommand = Callable[[Sequence[str], Mapping[str, str]], int]
+
+# Filled by the modules that implement them; the daemon is what runs without one.
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def error(message: str) -> None:
+    """The one-line error every user-caused failure ends with."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    environ = os.environ
+    if args and args[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[args[0]](args[1:], environ)
+    return run_daemon(args, environ)
+
+
+def run_daemon(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    try:
+        config = load_daemon_config(argv, environ)
+    except ConfigError as e:
+        error(str(e))
+        return ExitCode.USAGE
+    except SystemExit as e:  # --help, --version
+        return int(e.code or 0)
+    log_format = config.log_format or (LogFormat.CONSOLE if sys.stdout.isatty() else LogFormat.JSON)
+    # Forked before the event loop or any thread exists: the guardian must inherit no locks.
+    lifeline = Lifeline.spawn() if config.command else None
+    try:
+        return _run(config, str(log_format), lifeline)
+    finally:
+        if lifeline is not None:
+            lifeline.close()
+
+
+def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> int:
+    log = get_logger()
+    supervisor = None
+    if config.command:
+        try:
+            supervisor = ChildSupervisor(config.command, kill_grace_s=config.kill_grace_s, log=log, lifeline=lifeline)
+        except ChildError as e:
+            error(str(e))
+            return ExitCode.COMMAND_FAILED
+    hooks = HookRunner(timeout_s=config.hook_timeout_s, log=log)
+    daemon = Daemon(
+        config,
+        log=log,
+        notifier=SystemdNotifier.from_environment(log=log),
+        supervisor=supervisor,
+        hooks=hooks,
+    )
+    configure_logging(log_format, context=daemon.log_context)
+    try:
+        code = asyncio.run(daemon.run())
+    except KeyboardInterrupt:
+        return ExitCode.OK
+    except Exception as e:
+        log.exception("internal_error", reason=f"{type(e).__name__}: {e}")
+        error(f"internal error: {type(e).__name__}: {e} (a bug; the log has the traceback)")
+        return ExitCode.FAILURE
+    if code in (ExitCode.ZK_UNREACHABLE, ExitCode.ZK_REFUSED, ExitCode.COMMAND_FAILED):
+        error(daemon.failure or ExitCode(code).name.lower())
+    return code

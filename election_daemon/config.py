@@ -1,0 +1,781 @@
+"""The daemon's configuration: command-line flags, environment, TOML file, validated at construction.
+
+Precedence is flag > environment > config file > default. Every option ``--some-name`` can also
+be given as ``ELECTION_DAEMON_SOME_NAME`` in the environment, or as ``some-name`` (or
+``some_name``) in the TOML file named by ``--config`` or ``ELECTION_DAEMON_CONFIG``. The
+leader-only command comes after ``--`` on the command line, from ``ELECTION_DAEMON_COMMAND``
+(shell words), or from the file's ``command`` list. Errors are :class:`ConfigError` whose
+``field`` is the option's flag (``"--session-timeout"``) and whose message is one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import enum
+import importlib.metadata
+import ipaddress
+import json
+import math
+import os
+import re
+import shlex
+import socket
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, TypeAlias, TypeVar
+
+from ._exitcodes import render_exit_codes
+from .errors import ConfigError
+
+__all__ = [
+    "MAX_DATA_BYTES",
+    "MAX_IDENTITY_BYTES",
+    "MAX_PATH_BYTES",
+    "ChildExitPolicy",
+    "DaemonConfig",
+    "JSONValue",
+    "LogFormat",
+    "build_daemon_parser",
+    "format_servers",
+    "load_daemon_config",
+    "parse_hosts",
+    "validate_election_path",
+]
+
+JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
+
+MAX_PATH_BYTES = 1024
+"""Longest election path (and chroot) accepted, in UTF-8 bytes."""
+
+MAX_IDENTITY_BYTES = 255
+"""Longest identity accepted, in UTF-8 bytes."""
+
+# ZooKeeper drops any packet larger than jute.maxbuffer (0xfffff bytes by default); the create
+# request carrying the data also holds the path, the identity and the ACL, hence the headroom.
+MAX_DATA_BYTES = 960 * 1024
+"""Largest ``--data`` accepted, in bytes of its compact JSON encoding."""
+
+_DEFAULT_ZOOKEEPER_PORT = 2181
+_SESSION_TIMEOUT_RANGE_S = (0.1, 3600.0)
+_CONNECT_TIMEOUT_RANGE_S = (0.1, 86400.0)
+_KILL_GRACE_RANGE_S = (0.0, 3600.0)
+_HOOK_TIMEOUT_RANGE_S = (0.1, 3600.0)
+_PRIORITY_RANGE = (-(2**31), 2**31 - 1)
+_SHOW_LIMIT = 60
+
+# The characters ZooKeeper's PathUtils.validatePath refuses; lone surrogates (undecodable bytes
+# from argv) fall in the D800-F8FF range.
+_FORBIDDEN_ZNODE_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\uffff]")
+# RFC 1123 labels, plus '_', which container runtimes put in service names.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_BRACKETED_HOST = re.compile(r"\[(?P<host>[^\]]*)\](?::(?P<port>.*))?")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+_E = TypeVar("_E", bound=enum.StrEnum)
+
+
+class ChildExitPolicy(enum.StrEnum):
+    """What the daemon does when the leader-only command exits while it leads."""
+
+    EXIT = "exit"
+    """Release leadership and exit with the command's own status (128+N for signal N)."""
+
+    REJOIN = "rejoin"
+    """Release leadership and rejoin the election as a follower."""
+
+
+class LogFormat(enum.StrEnum):
+    """How log lines are written to stdout."""
+
+    JSON = "json"
+    """One JSON object per line, for journald and log shippers."""
+
+    CONSOLE = "console"
+    """Human-readable lines, for a terminal."""
+
+
+def default_identity() -> str:
+    """``host:pid``, the identity a participant gets unless told otherwise."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaemonConfig:
+    """Everything the daemon needs to run, validated at construction.
+
+    Fields after ``priority`` are derived from the others in ``__post_init__``.
+
+    :raises ConfigError: with ``field`` set to the option's flag (``"--path"``), or
+        ``"command"`` for the leader-only command.
+    """
+
+    hosts: str
+    """ZooKeeper connect string ``host:port,host:port[/chroot]``; IPv6 as ``[::1]:2181``;
+    the port defaults to 2181."""
+
+    path: str
+    """Election path: absolute, no trailing slash, not under ``/zookeeper``."""
+
+    command: tuple[str, ...] = ()
+    """The leader-only command and its arguments; empty runs no command (hooks only)."""
+
+    session_timeout_s: float = 10.0
+    """Session timeout requested from ZooKeeper; the server may clamp it into its own range."""
+
+    connect_timeout_s: float = 30.0
+    """How long to wait for any ZooKeeper server to answer before giving up (exit code 3)."""
+
+    identity: str = field(default_factory=default_identity)
+    """This contender's name as others see it; defaults to ``hostname:pid``."""
+
+    data_json: str | None = None
+    """JSON text published with this contender's node (``--data``), parsed into ``data``."""
+
+    kill_grace_override_s: float | None = None
+    """Seconds between SIGTERM and SIGKILL when stopping the command; ``None`` derives
+    ``kill_grace_s`` from the session timeout. Raise it only for commands that need longer
+    to stop, knowing that they may then outlive leadership (see ``warnings``)."""
+
+    on_child_exit: ChildExitPolicy = ChildExitPolicy.EXIT
+    """What to do when the command exits while leading."""
+
+    exit_on_loss: bool = False
+    """Exit with code 6 when leadership ends instead of rejoining the election."""
+
+    log_format: LogFormat | None = None
+    """Log format; ``None`` means JSON when stdout is not a TTY, console otherwise."""
+
+    on_elected: str | None = None
+    """Shell command run when leadership starts."""
+
+    on_revoked: str | None = None
+    """Shell command run when leadership ends."""
+
+    hook_timeout_s: float = 10.0
+    """How long a hook command may run before it is killed."""
+
+    http: str | None = None
+    """``HOST:PORT`` to serve the HTTP endpoints on; port 0 picks a free port."""
+
+    priority: int = 0
+    """Election priority."""
+
+    servers: tuple[tuple[str, int], ...] = field(init=False)
+    """``hosts`` parsed: (host, port) pairs, IPv6 hosts without brackets."""
+
+    chroot: str | None = field(init=False)
+    """The chroot suffix of ``hosts``, or ``None``."""
+
+    data: JSONValue = field(init=False, repr=False)
+    """``data_json`` parsed; ``None`` both without data and for JSON ``null`` (see ``data_bytes``)."""
+
+    data_bytes: bytes | None = field(init=False, repr=False)
+    """``data`` as compact UTF-8 JSON; ``None`` without data."""
+
+    kill_grace_s: float = field(init=False)
+    """The effective kill grace: the override, or ``session_timeout_s / 6`` so that stopping
+    the command fits inside the T/3 margin between losing the lease and the session's expiry."""
+
+    http_address: tuple[str, int] | None = field(init=False)
+    """``http`` parsed as (host, port), or ``None``."""
+
+    warnings: tuple[str, ...] = field(init=False)
+    """Accepted but risky settings, one line each, for the daemon to log at startup."""
+
+    def __post_init__(self) -> None:
+        warnings: list[str] = []
+        servers, chroot = parse_hosts(self.hosts, "--hosts")
+        validate_election_path(self.path, "--path")
+        _check_seconds("--session-timeout", self.session_timeout_s, _SESSION_TIMEOUT_RANGE_S)
+        _check_seconds("--connect-timeout", self.connect_timeout_s, _CONNECT_TIMEOUT_RANGE_S)
+        _check_identity(self.identity)
+        data, data_bytes = (None, None) if self.data_json is None else _parse_data(self.data_json)
+        if self.kill_grace_override_s is None:
+            kill_grace_s = self.session_timeout_s / 6
+        else:
+            kill_grace_s = _check_seconds("--kill-grace", self.kill_grace_override_s, _KILL_GRACE_RANGE_S)
+            if kill_grace_s > self.session_timeout_s / 4:
+                warnings.append(
+                    f"--kill-grace {kill_grace_s:g} s is more than a quarter of --session-timeout "
+                    f"{self.session_timeout_s:g} s: a command slow to stop may still run when "
+                    "another contender is elected"
+                )
+        _check_shell_command("--on-elected", self.on_elected)
+        _check_shell_command("--on-revoked", self.on_revoked)
+        _check_seconds("--hook-timeout", self.hook_timeout_s, _HOOK_TIMEOUT_RANGE_S)
+        _check_command(self.command)
+        http_address = None if self.http is None else _parse_http(self.http)
+        _check_priority(self.priority)
+        resolved: dict[str, object] = {
+            "on_child_exit": _choice("--on-child-exit", ChildExitPolicy, self.on_child_exit),
+            "log_format": None
+            if self.log_format is None
+            else _choice("--log-format", LogFormat, self.log_format),
+            "servers": servers,
+            "chroot": chroot,
+            "data": data,
+            "data_bytes": data_bytes,
+            "kill_grace_s": kill_grace_s,
+            "http_address": http_address,
+            "warnings": tuple(warnings),
+        }
+        for name, value in resolved.items():
+            object.__setattr__(self, name, value)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOW_LIMIT else text[: _SHOW_LIMIT - 3] + "..."
+
+
+def _choice(flag: str, kind: type[_E], value: str) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(repr(member.value) for member in kind)
+        raise ConfigError(flag, f"must be one of {allowed}, got {_show(value)}") from None
+
+
+def _check_seconds(flag: str, value: object, bounds: tuple[float, float]) -> float:
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(flag, f"must be a number of seconds, got {_show(value)}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(flag, f"must be between {low:g} and {high:g} seconds, got {_show(value)}")
+    return float(value)
+
+
+def _check_priority(value: object) -> None:
+    low, high = _PRIORITY_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError("--priority", f"must be an integer between {low} and {high}, got {_show(value)}")
+
+
+def _check_identity(identity: str) -> None:
+    if not identity:
+        raise ConfigError("--id", "must not be empty")
+    if not identity.isprintable():
+        raise ConfigError("--id", f"must contain only printable characters, got {_show(identity)}")
+    size = len(identity.encode())
+    if size > MAX_IDENTITY_BYTES:
+        raise ConfigError(
+            "--id", f"must be at most {MAX_IDENTITY_BYTES} bytes, got {size}: {_show(identity)}"
+        )
+
+
+def _check_shell_command(flag: str, command: str | None) -> None:
+    if command is None:
+        return
+    if not command.strip():
+        raise ConfigError(flag, f"must not be blank, got {_show(command)}")
+    if "\0" in command:
+        raise ConfigError(flag, f"must not contain NUL, got {_show(command)}")
+
+
+def _check_command(command: tuple[str, ...]) -> None:
+    if command and not command[0]:
+        raise ConfigError("command", "the program name must not be empty")
+    for argument in command:
+        if "\0" in argument:
+            raise ConfigError("command", f"arguments must not contain NUL, got {_show(argument)}")
+
+
+def validate_election_path(path: str, field: str = "path") -> str:
+    """Return ``path`` if it can be an election path; refuse up front what ZooKeeper would refuse
+    later (or treat as another path), and the ``/zookeeper`` subtree.
+
+    :raises ConfigError: naming ``field``.
+    """
+    problem = _znode_path_problem(path)
+    if problem is not None:
+        raise ConfigError(field, f"{problem}, got {_show(path)}")
+    return path
+
+
+def _znode_path_problem(path: object) -> str | None:
+    if not isinstance(path, str):
+        return "must be a string"
+    if not path.startswith("/"):
+        return "must be absolute (start with '/')"
+    if path == "/":
+        return "must not be the root"
+    if path.endswith("/"):
+        return "must not end with '/'"
+    segments = path[1:].split("/")
+    if "" in segments:
+        return "must not contain an empty segment ('//')"
+    if "." in segments or ".." in segments:
+        return "must not contain '.' or '..' segments"
+    bad = _FORBIDDEN_ZNODE_CHAR.search(path)
+    if bad is not None:
+        return f"must not contain the character U+{ord(bad.group()):04X}"
+    if segments[0] == "zookeeper":
+        return "must not be under /zookeeper, which ZooKeeper reserves"
+    if len(path.encode()) > MAX_PATH_BYTES:
+        return f"must be at most {MAX_PATH_BYTES} bytes"
+    return None
+
+
+def parse_hosts(hosts: str, field: str = "hosts") -> tuple[tuple[tuple[str, int], ...], str | None]:
+    """Parse a ZooKeeper connect string into its (host, port) pairs and its chroot (or ``None``).
+
+    Ports default to 2181; IPv6 hosts come back without their brackets.
+
+    :raises ConfigError: naming ``field``.
+    """
+    if not isinstance(hosts, str):
+        raise ConfigError(field, f"must be a string, got {_show(hosts)}")
+    server_list, slash, chroot_rest = hosts.partition("/")
+    chroot = slash + chroot_rest if slash else None
+    if not server_list:
+        raise ConfigError(field, f"must list at least one host:port, got {_show(hosts)}")
+    servers: list[tuple[str, int]] = []
+    for entry in server_list.split(","):
+        if not entry:
+            raise ConfigError(field, f"must not have an empty entry, got {_show(hosts)}")
+        try:
+            server = _parse_host_port(entry, default_port=_DEFAULT_ZOOKEEPER_PORT, min_port=1)
+        except ValueError as exc:
+            raise ConfigError(field, f"{exc} in {_show(hosts)}") from None
+        if server in servers:
+            raise ConfigError(field, f"lists {_show(entry)} twice in {_show(hosts)}")
+        servers.append(server)
+    problem = None if chroot is None else _znode_path_problem(chroot)
+    if problem is not None:
+        raise ConfigError(field, f"chroot {problem}, got {_show(chroot)}")
+    return tuple(servers), chroot
+
+
+def format_servers(servers: Sequence[tuple[str, int]]) -> str:
+    """The connect string of ``servers`` without chroot, every port explicit and IPv6 bracketed,
+    as aiozk's own parser needs it."""
+    return ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in servers)
+
+
+def _parse_http(address: str) -> tuple[str, int]:
+    try:
+        return _parse_host_port(address, default_port=None, min_port=0)
+    except ValueError as exc:
+        raise ConfigError("--http", f"{exc}; expected HOST:PORT") from None
+
+
+def _parse_host_port(entry: str, *, default_port: int | None, min_port: int) -> tuple[str, int]:
+    """Parse ``host[:port]`` or ``[ipv6][:port]``; raise ValueError with a one-line reason."""
+    bracketed = _BRACKETED_HOST.fullmatch(entry)
+    if bracketed is not None:
+        host, port_text = bracketed["host"], bracketed["port"]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"invalid IPv6 address {_show(host)}") from None
+    elif entry.startswith("["):
+        raise ValueError(f"malformed bracketed address {_show(entry)}")
+    else:
+        host, colon, port_text = entry.rpartition(":")
+        if not colon:
+            host, port_text = entry, None
+        if ":" in host:
+            raise ValueError(f"an IPv6 address needs brackets, as in [::1]:2181, got {_show(entry)}")
+        _check_host_name(host)
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"missing port in {_show(entry)}")
+        return host, default_port
+    if not _PORT.fullmatch(port_text) or not min_port <= int(port_text) <= 65535:
+        raise ValueError(f"port must be {min_port}..65535, got {_show(port_text)}")
+    return host, int(port_text)
+
+
+def _check_host_name(host: str) -> None:
+    if not host:
+        raise ValueError("empty host")
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"invalid IPv4 address {_show(host)}") from None
+        return
+    name = host.removesuffix(".")
+    if len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
+        raise ValueError(f"invalid host name {_show(host)}")
+
+
+def _parse_data(text: str) -> tuple[JSONValue, bytes]:
+    try:
+        value = json.loads(text, parse_constant=_refuse_json_constant)
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    except (ValueError, RecursionError) as exc:
+        # UnicodeEncodeError (undecodable bytes from argv) is a ValueError too.
+        raise ConfigError("--data", f"must be valid JSON ({exc}), got {_show(text)}") from None
+    if len(encoded) > MAX_DATA_BYTES:
+        raise ConfigError(
+            "--data",
+            f"is {len(encoded)} bytes as compact JSON, more than the limit of {MAX_DATA_BYTES} "
+            "(ZooKeeper's jute.maxbuffer is just under 1 MiB)",
+        )
+    return value, encoded
+
+
+def _refuse_json_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: flags, environment, TOML file.
+
+_ENV_PREFIX = "ELECTION_DAEMON_"
+_CONFIG_ENV = "ELECTION_DAEMON_CONFIG"
+_COMMAND = "command"
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One setting as it appears on the command line, in the environment and in the file."""
+
+    name: str
+    """The flag without its dashes, and the TOML key."""
+    field: str
+    """The DaemonConfig field it sets."""
+    kind: type
+    """str, float (seconds), int, bool, or tuple (the command)."""
+    metavar: str
+    help: str
+
+    @property
+    def label(self) -> str:
+        """The name errors use: the flag, or ``command``."""
+        return self.name if self.name == _COMMAND else f"--{self.name}"
+
+    @property
+    def env(self) -> str:
+        return _ENV_PREFIX + self.name.upper().replace("-", "_")
+
+
+_OPTIONS = (
+    _Option(
+        "hosts",
+        "hosts",
+        str,
+        "HOSTS",
+        "ZooKeeper connect string host:port[,host:port...][/chroot]; IPv6 as [::1]:2181; "
+        "the port defaults to 2181 (required)",
+    ),
+    _Option("path", "path", str, "PATH", "election path, e.g. /services/billing/leader (required)"),
+    _Option(
+        "session-timeout",
+        "session_timeout_s",
+        float,
+        "SECONDS",
+        "ZooKeeper session timeout to request; the server may clamp it (default 10)",
+    ),
+    _Option(
+        "connect-timeout",
+        "connect_timeout_s",
+        float,
+        "SECONDS",
+        "exit with code 3 if no ZooKeeper server answers within this (default 30)",
+    ),
+    _Option("id", "identity", str, "ID", "this contender's identity as others see it (default HOSTNAME:PID)"),
+    _Option(
+        "data",
+        "data_json",
+        str,
+        "JSON",
+        f"JSON published with this contender's node (at most {MAX_DATA_BYTES // 1024} KiB)",
+    ),
+    _Option(
+        "kill-grace",
+        "kill_grace_override_s",
+        float,
+        "SECONDS",
+        "time between SIGTERM and SIGKILL when stopping COMMAND (default session timeout / 6)",
+    ),
+    _Option(
+        "on-child-exit",
+        "on_child_exit",
+        str,
+        "exit|rejoin",
+        "when COMMAND exits while leading: exit with its status, or rejoin the election (default exit)",
+    ),
+    _Option(
+        "exit-on-loss",
+        "exit_on_loss",
+        bool,
+        "",
+        "exit with code 6 when leadership ends instead of rejoining the election",
+    ),
+    _Option(
+        "log-format",
+        "log_format",
+        str,
+        "json|console",
+        "log format (default json when stdout is not a terminal, console otherwise)",
+    ),
+    _Option("on-elected", "on_elected", str, "CMD", "shell command to run when leadership starts"),
+    _Option("on-revoked", "on_revoked", str, "CMD", "shell command to run when leadership ends"),
+    _Option(
+        "hook-timeout",
+        "hook_timeout_s",
+        float,
+        "SECONDS",
+        "kill a hook command still running after this (default 10)",
+    ),
+    _Option(
+        "http", "http", str, "HOST:PORT", "serve the HTTP endpoints on this address (port 0: any free port)"
+    ),
+    _Option("priority", "priority", int, "N", "election priority (default 0)"),
+    # Not a flag: the command comes after "--", so argparse never sees it.
+    _Option(_COMMAND, "command", tuple, "", ""),
+)
+_OPTIONS_BY_NAME = {option.name: option for option in _OPTIONS}
+_OPTIONS_BY_ENV = {option.env: option for option in _OPTIONS}
+_OPTIONS_BY_LABEL = {option.label: option for option in _OPTIONS}
+
+_TRUE_WORDS = frozenset({"1", "true", "yes"})
+_FALSE_WORDS = frozenset({"0", "false", "no"})
+_TEXT_EXPECTATIONS = {
+    float: "must be a number of seconds",
+    int: "must be an integer",
+    bool: "must be one of 1, true, yes, 0, false, no",
+    tuple: "must be shell words",
+}
+_TOML_EXPECTATIONS = {
+    str: "a string",
+    float: "a number of seconds",
+    int: "an integer",
+    bool: "a boolean",
+    tuple: "a list of strings",
+}
+
+# A value as read from one source, with where it came from (None for a flag: the flag says it).
+_Setting: TypeAlias = tuple[Any, str | None]
+
+
+class _DaemonArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError("command line", message)
+
+
+def build_daemon_parser() -> argparse.ArgumentParser:
+    """Return the daemon's argument parser; its ``--help`` lists the environment and exit codes.
+
+    Parse errors raise :class:`ConfigError` instead of printing usage; ``--help`` and ``--version``
+    print and raise ``SystemExit(0)`` as usual. The command after ``--`` is not the parser's:
+    :func:`load_daemon_config` splits it off first.
+    """
+    parser = _DaemonArgumentParser(
+        prog="election-daemon",
+        usage="%(prog)s [OPTIONS] [-- COMMAND [ARGS...]]",
+        description=(
+            "Run COMMAND only while this process is the leader elected at PATH on ZooKeeper,\n"
+            "and stop it when leadership ends."
+        ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        exit_on_error=False,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--config", metavar="FILE", help="TOML file giving any of the options below")
+    for option in _OPTIONS:
+        if option.kind is bool:
+            parser.add_argument(
+                option.label, dest=option.field, action=argparse.BooleanOptionalAction, help=option.help
+            )
+        elif option.kind is not tuple:
+            parser.add_argument(option.label, dest=option.field, metavar=option.metavar, help=option.help)
+    return parser
+
+
+def load_daemon_config(argv: Sequence[str], environ: Mapping[str, str]) -> DaemonConfig:
+    """Build the configuration from ``argv`` (without the program name) and ``environ``.
+
+    Precedence is flag > environment > config file > default; everything after the first
+    ``--`` in ``argv`` is the leader-only command.
+
+    :raises ConfigError: for a bad flag, variable, file or value; the message is one line.
+    :raises SystemExit: with status 0, after printing ``--help`` or ``--version``.
+    """
+    flag_args, command = _split_command(argv)
+    namespace = _parse_flags(flag_args)
+    flag_settings: dict[str, _Setting] = {}
+    for option in _OPTIONS:
+        value = getattr(namespace, option.field, None)
+        if value is not None:
+            flag_settings[option.field] = (
+                value if option.kind is bool else _from_text(option, value, None),
+                None,
+            )
+    if command:
+        flag_settings["command"] = (command, None)
+    env_settings = _environment_settings(environ)
+    config_file = namespace.config or environ.get(_CONFIG_ENV)
+    file_settings = _file_settings(Path(config_file)) if config_file else {}
+    settings = {**file_settings, **env_settings, **flag_settings}
+    for option in (_OPTIONS_BY_NAME["hosts"], _OPTIONS_BY_NAME["path"]):
+        if option.field not in settings:
+            raise ConfigError(
+                option.label,
+                f"is required: give {option.label}, set {option.env} or put {option.name} in the config file",
+            )
+    try:
+        return DaemonConfig(**{name: value for name, (value, _) in settings.items()})
+    except ConfigError as exc:
+        culprit = _OPTIONS_BY_LABEL.get(exc.field)
+        origin = settings[culprit.field][1] if culprit is not None and culprit.field in settings else None
+        if origin is None:
+            raise
+        raise ConfigError(exc.field, f"{exc.message} (from {origin})") from exc
+
+
+def _split_command(argv: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
+    # Split before argparse sees anything: after "--", words that look like our flags belong to
+    # the command (``-- sh -c 'x' --help``).
+    if "--" not in argv:
+        return list(argv), ()
+    cut = list(argv).index("--")
+    return list(argv[:cut]), tuple(argv[cut + 1 :])
+
+
+def _parse_flags(args: list[str]) -> argparse.Namespace:
+    try:
+        namespace, extras = build_daemon_parser().parse_known_args(args)
+    except argparse.ArgumentError as exc:
+        # argument_name is "--exit-on-loss/--no-exit-on-loss" for a boolean option: keep the first.
+        field_name = (exc.argument_name or "command line").partition("/")[0]
+        raise ConfigError(field_name, exc.message) from None
+    if extras:
+        first = extras[0].partition("=")[0]
+        if first.startswith("-"):
+            flags = [option.label for option in _OPTIONS if option.kind is not tuple]
+            raise ConfigError(first, f"unknown option{_suggest(first, flags)}")
+        raise ConfigError(_COMMAND, f"unexpected argument {_show(first)}; put the command after '--'")
+    return namespace
+
+
+def _environment_settings(environ: Mapping[str, str]) -> dict[str, _Setting]:
+    settings: dict[str, _Setting] = {}
+    for name, text in environ.items():
+        if not name.startswith(_ENV_PREFIX) or name == _CONFIG_ENV:
+            continue
+        option = _OPTIONS_BY_ENV.get(name)
+        if option is None:
+            raise ConfigError(name, f"unknown variable{_suggest(name, [*_OPTIONS_BY_ENV, _CONFIG_ENV])}")
+        # Unit files and container specs often set a variable to "" to mean "not set".
+        if text:
+            settings[option.field] = (_from_text(option, text, name), name)
+    return settings
+
+
+def _file_settings(path: Path) -> dict[str, _Setting]:
+    document = _read_toml(path)
+    settings: dict[str, _Setting] = {}
+    keys: dict[str, str] = {}
+    for key, value in document.items():
+        name = key.replace("_", "-")
+        option = _OPTIONS_BY_NAME.get(name)
+        if option is None:
+            raise ConfigError(
+                "--config", f"unknown key {_show(key)} in {path}{_suggest(name, list(_OPTIONS_BY_NAME))}"
+            )
+        if name in keys:
+            raise ConfigError(
+                "--config", f"keys {_show(keys[name])} and {_show(key)} in {path} set the same option"
+            )
+        keys[name] = key
+        where = f"key {_show(key)} in {path}"
+        settings[option.field] = (_from_toml(option, value, where), where)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"invalid TOML in {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not UTF-8 (byte {exc.start})") from None
+
+
+def _from_text(option: _Option, text: str, origin: str | None) -> object:
+    try:
+        if option.kind is float:
+            return float(text)
+        if option.kind is int:
+            return int(text)
+        if option.kind is bool:
+            return _parse_bool(text)
+        if option.kind is tuple:
+            return tuple(shlex.split(text))
+    except ValueError:
+        source = "" if origin is None else f"{origin} "
+        raise ConfigError(
+            option.label, f"{source}{_TEXT_EXPECTATIONS[option.kind]}, got {_show(text)}"
+        ) from None
+    return text
+
+
+def _parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise ValueError(text)
+
+
+def _from_toml(option: _Option, value: object, where: str) -> object:
+    kind = option.kind
+    if kind is tuple:
+        if isinstance(value, list) and all(isinstance(word, str) for word in value):
+            return tuple(value)
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, kind):
+        return value
+    raise ConfigError(option.label, f"{where} must be {_TOML_EXPECTATIONS[kind]}, got {_show(value)}")
+
+
+def _suggest(word: str, candidates: Sequence[str]) -> str:
+    matches = difflib.get_close_matches(word, candidates, n=1)
+    return f" (did you mean {matches[0]}?)" if matches else ""
+
+
+def _epilog() -> str:
+    width = max(len(option.env) for option in _OPTIONS)
+    variables = [f"  {_CONFIG_ENV:<{width}}  --config"]
+    for option in _OPTIONS:
+        meaning = "COMMAND, as shell words" if option.kind is tuple else option.label
+        variables.append(f"  {option.env:<{width}}  {meaning}")
+    return "\n".join(
+        [
+            "configuration:",
+            "  Precedence: flag > environment > config file > default. Keys in the TOML file are",
+            "  the option names (session-timeout or session_timeout); command is a list of strings.",
+            "",
+            "environment:",
+            *variables,
+            "  Booleans take 1, true, yes, 0, false or no; an empty variable counts as unset.",
+            "",
+            render_exit_codes(),
+        ]
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("election-daemon")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"

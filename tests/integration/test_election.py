@@ -1,0 +1,300 @@
+"""The election against real ZooKeeper servers, with real faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import aiozk
+import pytest
+from _waits import eventually
+
+from election_daemon import Election, ElectionState, NotLeaderError, Term, Transition
+from election_daemon._zk import GuardFailedError
+from election_daemon.testing import TcpProxy, ZooKeeperEnsemble, expire_session
+
+T = 2.0  # session timeout for these tests
+
+
+class Recorder:
+    """Every transition of several elections, in the order the loop saw them."""
+
+    def __init__(self) -> None:
+        self.transitions: list[Transition] = []
+
+    def attach(self, election: Election) -> Election:
+        election.add_listener(self.transitions.append)
+        return election
+
+    def events(self, identity: str, event: str) -> list[Transition]:
+        return [t for t in self.transitions if t.id == identity and t.event == event]
+
+    def tokens(self) -> list[int]:
+        return [t.token for t in self.transitions if t.event == "elected" and t.token is not None]
+
+
+@contextlib.asynccontextmanager
+async def running(elections: Sequence[Election]) -> AsyncIterator[Sequence[Election]]:
+    try:
+        for e in elections:
+            await e.start()
+        yield elections
+    finally:
+        for e in elections:
+            with contextlib.suppress(Exception):
+                await e.stop()
+
+
+def make(hosts: str, path: str, rec: Recorder, n: int, **kwargs: object) -> list[Election]:
+    return [rec.attach(Election(hosts, path, identity=f"p{i}", session_timeout_s=T, **kwargs)) for i in range(n)]  # type: ignore[arg-type]
+
+
+def leaders(elections: Sequence[Election]) -> list[Election]:
+    return [e for e in elections if e.is_leader]
+
+
+def strictly_increasing(tokens: list[int]) -> bool:
+    distinct = list(dict.fromkeys(tokens))  # a term resumed after a blip keeps its token
+    return all(a < b for a, b in zip(distinct, distinct[1:], strict=False))
+
+
+async def test_three_contenders_exactly_one_leader(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    async with running(make(zk_hosts, zk_path, rec, 3)) as es:
+        await eventually(lambda: len(leaders(es)) == 1, what="one leader")
+        [leader] = leaders(es)
+        assert leader is es[0]
+        queue = await es[2].participants()
+        assert [p.id for p in queue] == ["p0", "p1", "p2"]
+        assert [p.is_leader for p in queue] == [True, False, False]
+        assert queue[0].token == leader.term.token if leader.term else False
+        assert (await es[1].leader()) == queue[0]
+        assert [e.state for e in es[1:]] == [ElectionState.FOLLOWING] * 2
+
+
+async def test_leader_stop_hands_over_in_queue_order(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    async with running(make(zk_hosts, zk_path, rec, 3)) as es:
+        first = await es[0].wait_for_leadership(10)
+        await es[0].stop()
+        second = await es[1].wait_for_leadership(10)
+        assert not es[2].is_leader
+        await es[1].stop()
+        third = await es[2].wait_for_leadership(10)
+        assert first.token < second.token < third.token
+        assert rec.events("p0", "revoked")[0].reason == "stopped"
+
+
+async def test_resign_rejoins_at_the_back(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    async with running(make(zk_hosts, zk_path, rec, 2)) as es:
+        first = await es[0].wait_for_leadership(10)
+        await es[0].resign()
+        second = await es[1].wait_for_leadership(10)
+        assert es[0].state is ElectionState.FOLLOWING
+        assert [p.id for p in await es[0].participants()] == ["p1", "p0"]
+        assert second.token > first.token
+        assert rec.events("p0", "revoked")[0].reason == "resigned"
+
+
+async def test_cut_off_leader_is_revoked_before_anyone_else_is_elected(
+    zk_hosts: str, zk_path: str, tcp_proxy: Callable[..., TcpProxy]
+) -> None:
+    host, port = zk_hosts.split(",")[0].rsplit(":", 1)
+    proxy = tcp_proxy(host, int(port))
+    rec = Recorder()
+    cut = rec.attach(Election(proxy.address, zk_path, identity="cut", session_timeout_s=T))
+    other = rec.attach(Election(zk_hosts, zk_path, identity="other", session_timeout_s=T))
+    async with running([cut, other]):
+        first = await cut.wait_for_leadership(10)
+        proxy.cut()
+        second = await other.wait_for_leadership(4 * T)
+        [revoked] = rec.events("cut", "revoked")
+        [elected] = rec.events("other", "elected")
+        margin_s = elected.monotonic_s - revoked.monotonic_s
+        # The lease ends 2T/3 after the last answered send; ZooKeeper expires at T or later.
+        assert margin_s > 0.2 * T, f"revoked only {margin_s:.3f} s before the next leader"
+        assert revoked.reason in ("lease_expired", "connection_lost")
+        assert second.token > first.token
+        proxy.restore()
+        # Its session expired meanwhile: it must come back as a follower with a new node.
+        await eventually(lambda: cut.state is ElectionState.FOLLOWING, timeout_s=6 * T, what="rejoin")
+        assert not cut.is_leader
+        assert rec.events("cut", "session_lost") or any(
+            t.reason == "session_expired" for t in rec.events("cut", "reconnected")
+        )
+
+
+async def test_session_expiry_rejoins_with_a_new_node(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    async with running(make(zk_hosts, zk_path, rec, 2)) as es:
+        first = await es[0].wait_for_leadership(10)
+        old_node = es[0].node
+        zk = es[0].session.zk
+        assert zk.session_id is not None
+        await asyncio.to_thread(expire_session, zk_hosts, zk.session_id, zk.session_password)
+        second = await es[1].wait_for_leadership(4 * T)
+        await eventually(lambda: es[0].state is ElectionState.FOLLOWING, timeout_s=4 * T, what="rejoin")
+        assert es[0].node != old_node
+        assert second.token > first.token
+        assert rec.events("p0", "revoked")[0].reason in ("session_expired", "connection_lost", "lease_expired")
+        await es[1].stop()
+        third = await es[0].wait_for_leadership(10)
+        assert third.token > second.token
+
+
+async def test_operator_deleting_the_leader_node_revokes_at_once(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    async with running(make(zk_hosts, zk_path, rec, 2)) as es:
+        first = await es[0].wait_for_leadership(10)
+        await es[1].session.zk.delete(first.node)
+        second = await es[1].wait_for_leadership(10)
+        await eventually(lambda: bool(rec.events("p0", "revoked")), what="revocation")
+        assert rec.events("p0", "revoked")[0].reason == "node_deleted"
+        await eventually(lambda: es[0].state is ElectionState.FOLLOWING, what="rejoin")
+        assert second.token > first.token
+
+
+async def test_election_path_deleted_mid_run(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    async with running(make(zk_hosts, zk_path, rec, 3)) as es:
+        first = await es[0].wait_for_leadership(10)
+        admin = es[2].session.zk
+        for _ in range(20):  # contenders race to recreate it; delete until it is really gone
+            for name in await admin.children(zk_path):
+                with contextlib.suppress(Exception):
+                    await admin.delete(f"{zk_path}/{name}")
+            with contextlib.suppress(Exception):
+                await admin.delete(zk_path)
+            if rec.events("p0", "revoked"):
+                break
+        await eventually(lambda: len(leaders(es)) == 1 and rec.tokens()[-1] != first.token, what="a new term")
+        await eventually(
+            lambda: sorted(e.state.value for e in es) == ["following", "following", "leading"], what="all rejoined"
+        )
+        assert strictly_increasing(rec.tokens())
+        assert len(await es[0].participants()) == 3
+
+
+async def test_callbacks_contract(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    [e] = make(zk_hosts, zk_path, rec, 1)
+    calls: list[str] = []
+    release = asyncio.Event()
+
+    def broken(term: Term) -> None:
+        calls.append("broken")
+        raise RuntimeError("user bug")
+
+    async def slow(term: Term) -> None:
+        calls.append("slow-start")
+        await release.wait()
+
+    e.on_elected(broken)
+    e.on_elected(slow)
+    e.on_revoked(lambda reason: calls.append(f"revoked:{reason}"))
+    async with running([e]):
+        await e.wait_for_leadership(10)
+        await eventually(lambda: "slow-start" in calls, what="slow callback")
+        # A slow on_elected does not hold leadership hostage.
+        await e.resign()
+        assert calls.count("revoked:resigned") == 1
+        await e.wait_for_leadership(10)
+        release.set()
+    assert calls.count("broken") == 2
+    assert calls.count("revoked:resigned") + calls.count("revoked:stopped") == 2
+
+
+async def test_many_elections_share_one_client(zk_hosts: str, zk_path: str) -> None:
+    client = aiozk.ZKClient(zk_hosts, session_timeout=T)
+    await client.start()
+    try:
+        before = len(asyncio.all_tasks())
+        es = [Election(None, f"{zk_path}/e{i}", identity=f"p{i}", client=client) for i in range(20)]
+        async with running(es):
+            await eventually(lambda: all(e.is_leader for e in es), what="every election led")
+            # One task per election (waiting), plus the shared session's two: no polling.
+            assert len(asyncio.all_tasks()) - before <= len(es) + 2
+            assert len({id(e.session) for e in es}) == 1
+        assert client.session.started  # not ours to close
+    finally:
+        await client.close()
+
+
+async def test_published_data_is_discoverable(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    a = rec.attach(Election(zk_hosts, zk_path, identity="a", data={"addr": "10.0.0.1:8080"}, session_timeout_s=T))
+    b = rec.attach(Election(zk_hosts, zk_path, identity="b", data=b"\x00raw", session_timeout_s=T))
+    async with running([a, b]):
+        leader = await b.leader()
+        assert leader is not None and leader.id == "a" and leader.data == {"addr": "10.0.0.1:8080"}
+        queue = await a.participants()
+        assert queue[1].data == b"\x00raw"
+        assert queue[0].session_id == a.session.session_id
+
+
+async def test_guarded_writes_fail_once_the_term_is_over(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    async with running(make(zk_hosts, zk_path, rec, 2)) as es:
+        admin = es[1].session.zk
+        await admin.ensure_path(f"{zk_path}-register")
+        term = await es[0].wait_for_leadership(10)
+        await es[0].guarded_set(f"{zk_path}-register", b"one")
+        assert (await admin.get(f"{zk_path}-register"))[0] == b"one"
+        await es[0].resign()
+        with pytest.raises(NotLeaderError):
+            await es[0].guarded_set(f"{zk_path}-register", b"stale")
+        # A paused leader that still believes would send exactly this: ZooKeeper refuses it.
+        with pytest.raises(GuardFailedError):
+            await es[0].session.zk.guarded_set(term.node, f"{zk_path}-register", b"stale")
+        assert (await admin.get(f"{zk_path}-register"))[0] == b"one"
+
+
+@pytest.mark.ensemble
+async def test_killing_the_leaders_server_leaves_exactly_one_leader(zk_ensemble: ZooKeeperEnsemble) -> None:
+    rec = Recorder()
+    es = make(zk_ensemble.hosts, "/election/ensemble", rec, 3)
+    async with running(es):
+        first = await es[0].wait_for_leadership(10)
+        sid = es[0].session.session_id
+        assert sid is not None
+        server = await asyncio.to_thread(zk_ensemble.server_of_session, sid)
+        assert server is not None
+        await asyncio.to_thread(server.kill)
+        await eventually(lambda: bool(rec.events("p0", "revoked")), timeout_s=4 * T, what="revocation")
+        await eventually(lambda: len(leaders(es)) == 1, timeout_s=6 * T, what="one leader again")
+        # Give any second leader every chance to appear: one more full session timeout.
+        deadline = asyncio.get_running_loop().time() + T
+        while asyncio.get_running_loop().time() < deadline:
+            assert len(leaders(es)) <= 1
+            await asyncio.sleep(0.02)
+        assert len(leaders(es)) == 1
+        assert all(t >= first.token for t in rec.tokens())
+        assert strictly_increasing(rec.tokens())
+
+
+async def test_invalid_configuration_names_the_field() -> None:
+    from election_daemon import ConfigError
+
+    with pytest.raises(ConfigError, match="path"):
+        Election("127.0.0.1:2181", "relative/path")
+    with pytest.raises(ConfigError, match="hosts"):
+        Election("127.0.0.1:99999", "/e")
+    with pytest.raises(ConfigError, match="session_timeout"):
+        Election("127.0.0.1:2181", "/e", session_timeout_s=-1)
+    with pytest.raises(ConfigError, match="data"):
+        Election("127.0.0.1:2181", "/e", data=object())
+    with pytest.raises(ConfigError, match="data"):
+        Election("127.0.0.1:2181", "/e", data=b"x" * 2_000_000)
+
+
+async def test_unreachable_zookeeper_times_out_clearly(tcp_proxy: Callable[..., TcpProxy]) -> None:
+    from election_daemon import ConnectTimeoutError
+
+    proxy = tcp_proxy("127.0.0.1", 9)  # accepts, forwards nothing: like a dead network
+    proxy.cut()
+    e = Election(proxy.address, "/e", connect_timeout_s=1.0, session_timeout_s=T)
+    with pytest.raises(ConnectTimeoutError):
+        await e.start()
+    assert e.state is ElectionState.STOPPED
