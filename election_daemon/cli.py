@@ -8,6 +8,7 @@ exit code 1, with its traceback in the structured log.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -28,8 +29,21 @@ PROG = "election-daemon"
 
 Subcommand = Callable[[Sequence[str], Mapping[str, str]], int]
 
-# Filled by the modules that implement them; the daemon is what runs without one.
-SUBCOMMANDS: dict[str, Subcommand] = {}
+# "module:function" of each subcommand, imported only when used so that the daemon's start
+# pays for none of them. Without a subcommand, the daemon runs.
+SUBCOMMANDS: dict[str, str] = {
+    "status": "election_daemon._cmd_observe:status_main",
+    "watch": "election_daemon._cmd_observe:watch_main",
+    "step-down": "election_daemon._cmd_stepdown:main",
+    "dashboard": "election_daemon.dashboard:main",
+    "verify": "election_daemon.verify:main",
+}
+
+
+def _subcommand(name: str) -> Subcommand:
+    module, _, function = SUBCOMMANDS[name].partition(":")
+    command: Subcommand = getattr(importlib.import_module(module), function)
+    return command
 
 
 def error(message: str) -> None:
@@ -41,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ
     if args and args[0] in SUBCOMMANDS:
-        return SUBCOMMANDS[args[0]](args[1:], environ)
+        return _subcommand(args[0])(args[1:], environ)
     return run_daemon(args, environ)
 
 

@@ -201,7 +201,7 @@ class Election:
         self._task: asyncio.Task[None] | None = None
         self._leading = asyncio.Event()
         self._joined = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._wakeup: asyncio.Future[None] | None = None
         self._resign_requests: list[asyncio.Future[None]] = []
         self._failure: ElectionError | None = None
 
@@ -341,7 +341,7 @@ class Election:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._resign_requests.append(fut)
-        self._wake.set()
+        self._poke()
         await fut
 
     async def stop(self) -> None:
@@ -485,7 +485,17 @@ class Election:
                 self._set(ElectionState.JOINING, "session_lost", reason, force=True)
         elif change.state is SessionState.CONNECTED and change.reason != "connected":
             self._emit_session_event("reconnected", change.reason)
-        self._wake.set()
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake the loop's current wait (a resign request, a session edge)."""
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def _wake_future(self) -> asyncio.Future[None]:
+        # A bare future rather than Event.wait(): waiting must not cost a task per election.
+        self._wakeup = asyncio.get_running_loop().create_future()
+        return self._wakeup
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -537,8 +547,7 @@ class Election:
             if predecessor is not None:
                 node_gone, _ = predecessor
                 self._set_following()
-                self._wake.clear()
-                await first_of(node_gone, session.not_connected(), self._wake.wait())
+                await first_of(node_gone, session.not_connected(), self._wake_future())
                 continue
             await self._lead(candidacy)
             return
@@ -602,8 +611,7 @@ class Election:
                         started_monotonic=time.monotonic(),
                     )
                 )
-            self._wake.clear()
-            await first_of(own_change, session.not_connected(), self._wake.wait())
+            await first_of(own_change, session.not_connected(), self._wake_future())
             if self._resign_requests:
                 await self._resign(candidacy)
                 return

@@ -210,12 +210,12 @@ async def test_many_elections_share_one_client(zk_hosts: str, zk_path: str) -> N
     client = aiozk.ZKClient(zk_hosts, session_timeout=T)
     await client.start()
     try:
-        before = len(asyncio.all_tasks())
         es = [Election(None, f"{zk_path}/e{i}", identity=f"p{i}", client=client) for i in range(20)]
         async with running(es):
             await eventually(lambda: all(e.is_leader for e in es), what="every election led")
             # One task per election (waiting), plus the shared session's two: no polling.
-            assert len(asyncio.all_tasks()) - before <= len(es) + 2
+            ours = [t for t in asyncio.all_tasks() if t.get_name().startswith("election")]
+            assert len(ours) == len(es) + 2
             assert len({id(e.session) for e in es}) == 1
         assert client.session.started  # not ours to close
     finally:
