@@ -73,6 +73,8 @@ class Stat:
     ephemeral_owner: int
     data_length: int
     num_children: int
+    ctime_ms: int
+    """Creation time in milliseconds since the epoch, by the clock of the server that created it."""
 
     @classmethod
     def _from_aiozk(cls, stat: Any) -> Stat:
@@ -83,6 +85,7 @@ class Stat:
             ephemeral_owner=stat.ephemeral_owner,
             data_length=stat.data_length,
             num_children=stat.num_children,
+            ctime_ms=stat.created,
         )
 
 
@@ -339,9 +342,10 @@ class ZooKeeper:
         response = await self._call(f"create {prefix}", request)
         return str(self.client.denormalize_path(response.path)), Stat._from_aiozk(response.stat)
 
-    async def children(self, path: str) -> list[str]:
+    async def children(self, path: str, *, watch: bool = False) -> list[str]:
+        """List ``path``'s children; with ``watch`` the next change fires :meth:`watch_children`."""
         response = await self._call(
-            f"list {path}", protocol.GetChildren2Request(path=self._path(path), watch=False)
+            f"list {path}", protocol.GetChildren2Request(path=self._path(path), watch=watch)
         )
         return list(response.children)
 
@@ -351,6 +355,25 @@ class ZooKeeper:
             f"read {path}", protocol.GetDataRequest(path=self._path(path), watch=watch)
         )
         return bytes(response.data or b""), Stat._from_aiozk(response.stat)
+
+    async def set(self, path: str, data: bytes, *, version: int = -1) -> Stat:
+        """Set ``path``'s data (only at ``version`` unless it is -1)."""
+        if len(data) > MAX_DATA_BYTES:
+            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_DATA_BYTES}")
+        request = protocol.SetDataRequest(path=self._path(path), data=data, version=version)
+        response = await self._call(f"write {path}", request)
+        return Stat._from_aiozk(response.stat)
+
+    async def exists(self, path: str, *, watch: bool = False) -> Stat | None:
+        """``path``'s stat, or None if there is no such node. With ``watch``, whether the node
+        exists or not, its next creation, change or deletion fires :meth:`watch`'s future."""
+        try:
+            response = await self._call(
+                f"stat {path}", protocol.ExistsRequest(path=self._path(path), watch=watch)
+            )
+        except NoNodeError:
+            return None
+        return Stat._from_aiozk(response.stat)
 
     async def delete(self, path: str) -> None:
         await self._call(f"delete {path}", protocol.DeleteRequest(path=self._path(path), version=-1))
@@ -372,16 +395,29 @@ class ZooKeeper:
         return Stat._from_aiozk(response.responses[1].stat)
 
     def watch(self, path: str) -> asyncio.Future[None]:
-        """A future resolving at the next data watch event on ``path`` (deleted or changed).
+        """A future resolving at the next data watch event on ``path`` (created, deleted or changed).
 
-        Arm the server-side watch with ``get(path, watch=True)`` after taking this future.
-        Cancelling the future unregisters it.
+        Arm the server-side watch with ``get(path, watch=True)`` or ``exists(path, watch=True)``
+        after taking this future.
+        Cancelling the future unregisters it. Watches do not survive a reconnection reliably
+        (aiozk re-arms only some kinds): re-read and re-arm after every session edge.
         """
+        return self._watch_future(
+            path, (protocol.WatchEvent.CREATED, protocol.WatchEvent.DELETED, protocol.WatchEvent.DATA_CHANGED)
+        )
+
+    def watch_children(self, path: str) -> asyncio.Future[None]:
+        """A future resolving at the next change of ``path``'s children (or its deletion).
+
+        Arm it with ``children(path, watch=True)`` after taking this future.
+        """
+        return self._watch_future(path, (protocol.WatchEvent.CHILDREN_CHANGED, protocol.WatchEvent.DELETED))
+
+    def _watch_future(self, path: str, kinds: tuple[int, ...]) -> asyncio.Future[None]:
         session = self.client.session
         full = self._path(path)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        kinds = (protocol.WatchEvent.DELETED, protocol.WatchEvent.DATA_CHANGED)
 
         def _fire(_path: str) -> None:
             if not fut.done():

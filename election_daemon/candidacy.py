@@ -1,6 +1,7 @@
 """The ZooKeeper recipe: one candidacy's node in the queue, ordering, and reading the queue.
 
-Each candidacy creates an ephemeral sequential node ``<path>/_c_<guid>-<sequence>``. The
+Each candidacy creates an ephemeral sequential node ``<path>/_c_<guid>[_p<priority>]-<sequence>``
+(the priority is in the name so that one listing shows every contender's priority). The
 guid is new for every candidacy, so a create retried after a connection loss finds its own
 node instead of leaving a second one that would block the queue (ZooKeeper's recipes,
 "Recoverable Errors and the GUID"; Curator's protected mode). Nodes are ordered by sequence
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import uuid
@@ -25,10 +27,20 @@ from typing import Any
 from ._zk import Stat, ZooKeeper
 from .errors import NoNodeError, ZooKeeperError
 
-__all__ = ["Candidacy", "Contender", "Participant", "decode_node_data", "encode_node_data", "read_queue"]
+__all__ = [
+    "Candidacy",
+    "Contender",
+    "Handover",
+    "Participant",
+    "decode_node_data",
+    "encode_node_data",
+    "read_handover",
+    "read_queue",
+    "write_handover",
+]
 
 NODE_PREFIX = "_c_"
-_NODE_NAME = re.compile(r"^_c_(?P<guid>[0-9a-f]{32})-(?P<seq>-?\d{10})$")
+_NODE_NAME = re.compile(r"^_c_(?P<guid>[0-9a-f]{32})(?:_p(?P<prio>-?\d{1,10}))?-(?P<seq>-?\d{10})$")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -38,6 +50,7 @@ class Contender:
     sequence: int
     name: str
     guid: str
+    priority: int = 0
 
 
 def parse_contenders(children: Iterable[str]) -> list[Contender]:
@@ -46,7 +59,7 @@ def parse_contenders(children: Iterable[str]) -> list[Contender]:
     for name in children:
         m = _NODE_NAME.match(name)
         if m is not None:
-            found.append(Contender(int(m["seq"]), name, m["guid"]))
+            found.append(Contender(int(m["seq"]), name, m["guid"], int(m["prio"] or 0)))
     found.sort()
     return found
 
@@ -87,6 +100,7 @@ class Participant:
     session_id: int
     data: Any
     is_leader: bool
+    priority: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         data = self.data
@@ -99,6 +113,7 @@ class Participant:
             "session_id": f"0x{self.session_id:x}",
             "data": data,
             "is_leader": self.is_leader,
+            "priority": self.priority,
         }
 
 
@@ -134,28 +149,93 @@ async def read_queue(zk: ZooKeeper, path: str) -> list[Participant]:
                 session_id=stat.ephemeral_owner,
                 data=data,
                 is_leader=not participants,
+                priority=c.priority,
             )
         )
     return participants
 
 
+def step_down_request(raw: bytes) -> dict[str, Any] | None:
+    """The operator's step-down request written into a leader's node data, if any."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    request = doc.get("step_down") if isinstance(doc, dict) else None
+    return request if isinstance(request, dict) else None
+
+
+def with_step_down_request(raw: bytes, request_id: str) -> bytes:
+    """A leader's node data with a step-down request added, its identity and data kept."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        doc = None
+    if not isinstance(doc, dict):
+        doc = {}
+    doc["step_down"] = {"request": request_id}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """A request that leadership go next to the node ``to`` (kept in the election path's data)."""
+
+    to: str
+    request: str
+    version: int
+
+
+async def read_handover(zk: ZooKeeper, path: str) -> Handover | None:
+    """The pending handover under ``path``, if any (whether its target still exists or not)."""
+    try:
+        raw, stat = await zk.get(path)
+    except NoNodeError:
+        return None
+    try:
+        doc = json.loads(raw.decode("utf-8")) if raw else None
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("handover_to"), str):
+        return None
+    return Handover(doc["handover_to"], str(doc.get("request", "")), stat.version)
+
+
+async def write_handover(zk: ZooKeeper, path: str, to: str) -> str:
+    """Ask that the node ``to`` lead next: contenders before it step aside. Returns the request id."""
+    request = uuid.uuid4().hex
+    doc = {"handover_to": to, "request": request}
+    await zk.set(path, json.dumps(doc, separators=(",", ":")).encode("utf-8"))
+    return request
+
+
+async def clear_handover(zk: ZooKeeper, path: str, handover: Handover) -> None:
+    """Remove ``handover`` unless another request replaced it meanwhile."""
+    with contextlib.suppress(ZooKeeperError):
+        await zk.set(path, b"", version=handover.version)
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where our node stands: the nodes before it, nearest last."""
+    """Where our node stands: every contender in order, ours, and the nodes before it."""
 
     node: str
-    sequence: int
+    mine: Contender
+    contenders: tuple[Contender, ...]
     preceding: tuple[str, ...]
 
 
 class Candidacy:
     """One node of one session in the queue under ``path``."""
 
-    def __init__(self, zk: ZooKeeper, path: str, payload: bytes, *, session_id: int) -> None:
+    def __init__(
+        self, zk: ZooKeeper, path: str, payload: bytes, *, session_id: int, priority: int = 0
+    ) -> None:
         self.zk = zk
         self.path = path
         self.payload = payload
         self.session_id = session_id
+        self.priority = priority
         self.guid = uuid.uuid4().hex
         self.node: str | None = None
         self.created_stat: Stat | None = None
@@ -168,8 +248,9 @@ class Candidacy:
                 self.node = f"{self.path}/{mine.name}"
                 return self.node
             try:
+                suffix = f"_p{self.priority}" if self.priority else ""
                 self.node, self.created_stat = await self.zk.create_ephemeral_sequential(
-                    f"{self.path}/{NODE_PREFIX}{self.guid}-", self.payload
+                    f"{self.path}/{NODE_PREFIX}{self.guid}{suffix}-", self.payload
                 )
                 return self.node
             except NoNodeError:
@@ -190,7 +271,9 @@ class Candidacy:
             # A create that aiozk retried after a connection loss left a second node of ours.
             await self._delete_quietly(f"{self.path}/{orphan.name}")
         preceding = tuple(f"{self.path}/{c.name}" for c in contenders if c.sequence < mine.sequence)
-        return Position(self.node, mine.sequence, preceding)
+        others = tuple(c for c in contenders if c.guid != self.guid)
+        ordered = tuple(sorted((*others, mine)))
+        return Position(self.node, mine, ordered, preceding)
 
     async def leave(self) -> None:
         """Delete our node (best effort: a closed session deletes it anyway)."""

@@ -82,7 +82,9 @@ def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> in
     supervisor = None
     if config.command:
         try:
-            supervisor = ChildSupervisor(config.command, kill_grace_s=config.kill_grace_s, log=log, lifeline=lifeline)
+            supervisor = ChildSupervisor(
+                config.command, kill_grace_s=config.kill_grace_s, log=log, lifeline=lifeline
+            )
         except ChildError as e:
             error(str(e))
             return ExitCode.COMMAND_FAILED

@@ -38,8 +38,8 @@ from .systemd import SystemdNotifier
 
 __all__ = ["Daemon"]
 
-# Revocations we cause ourselves; any other one counts as a loss for --exit-on-loss.
-_OWN_REVOCATIONS = frozenset({"stopped", "resigned"})
+# Revocations we or an operator asked for; any other one counts as a loss for --exit-on-loss.
+_OWN_REVOCATIONS = frozenset({"stopped", "resigned", "step_down", "priority_handover"})
 
 
 class Daemon:
@@ -66,6 +66,7 @@ class Daemon:
             data=config.data,
             session_timeout_s=config.session_timeout_s,
             connect_timeout_s=config.connect_timeout_s,
+            priority=config.priority,
         )
         self._last: Transition | None = None
         self._exit = asyncio.Event()

@@ -34,7 +34,19 @@ from typing import Any
 import aiozk
 
 from ._zk import MAX_DATA_BYTES, GuardFailedError, ZooKeeper, first_of
-from .candidacy import Candidacy, Participant, encode_node_data, read_queue
+from .candidacy import (
+    Candidacy,
+    Contender,
+    Participant,
+    Position,
+    clear_handover,
+    encode_node_data,
+    parse_contenders,
+    read_handover,
+    read_queue,
+    step_down_request,
+    write_handover,
+)
 from .config import default_identity, format_servers, parse_hosts, validate_election_path
 from .errors import (
     ConfigError,
@@ -140,6 +152,11 @@ class Election:
         it, and every timer uses the negotiated value. ``session_timeout`` is accepted too.
     :param client: an aiozk ``ZKClient`` to share between elections; it is not closed by us.
     :param connect_timeout_s: how long :meth:`start` waits for a session.
+    :param priority: a participant with a higher priority is preferred as leader (default 0).
+        When leadership changes, the highest-priority participant present takes over directly.
+        A sitting leader hands over to a higher-priority participant only once that
+        participant's node has been in the queue continuously for ``priority_stable_s``
+        (default: twice the session timeout), so one that comes and goes causes no storm.
     """
 
     def __init__(
@@ -153,6 +170,8 @@ class Election:
         session_timeout: float | None = None,
         client: aiozk.ZKClient | None = None,
         connect_timeout_s: float = 30.0,
+        priority: int = 0,
+        priority_stable_s: float | None = None,
     ) -> None:
         if session_timeout_s is not None and session_timeout is not None:
             raise ConfigError("session_timeout_s", "give session_timeout_s or session_timeout, not both")
@@ -164,6 +183,10 @@ class Election:
             )
         if not connect_timeout_s > 0:
             raise ConfigError("connect_timeout_s", f"must be positive, not {connect_timeout_s!r}")
+        if not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
+            raise ConfigError("priority", f"must be a 32-bit integer, not {priority!r}")
+        if priority_stable_s is not None and not priority_stable_s >= 0:
+            raise ConfigError("priority_stable_s", f"must be zero or more seconds, not {priority_stable_s!r}")
         self._servers: tuple[tuple[str, int], ...] = ()
         self._chroot: str | None = None
         if client is None:
@@ -185,6 +208,10 @@ class Election:
             )
         self.data = data
         self.requested_session_timeout_s = float(timeout_s)
+        self.priority = priority
+        self._priority_stable_s = priority_stable_s
+        # When this leader first saw each higher-priority node (the anti-flapping rule).
+        self._first_seen: dict[str, float] = {}
         self._connect_timeout_s = connect_timeout_s
         self._client = client
         self._session: Session | None = None
@@ -202,6 +229,7 @@ class Election:
         self._leading = asyncio.Event()
         self._joined = asyncio.Event()
         self._wakeup: asyncio.Future[None] | None = None
+        self._poked = False
         self._resign_requests: list[asyncio.Future[None]] = []
         self._failure: ElectionError | None = None
 
@@ -488,14 +516,20 @@ class Election:
         self._poke()
 
     def _poke(self) -> None:
-        """Wake the loop's current wait (a resign request, a session edge)."""
+        """Wake the loop's current or next wait (a resign request, a session edge)."""
+        self._poked = True
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
     def _wake_future(self) -> asyncio.Future[None]:
         # A bare future rather than Event.wait(): waiting must not cost a task per election.
-        self._wakeup = asyncio.get_running_loop().create_future()
-        return self._wakeup
+        # Level-triggered: a poke that came while the loop was busy elsewhere is not lost.
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._poked:
+            fut.set_result(None)
+        self._poked = False
+        self._wakeup = fut
+        return fut
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -509,7 +543,7 @@ class Election:
                 candidacy = self._candidacy
                 if candidacy is None or candidacy.session_id != session_id:
                     candidacy = self._candidacy = Candidacy(
-                        session.zk, self.path, self._payload, session_id=session_id
+                        session.zk, self.path, self._payload, session_id=session_id, priority=self.priority
                     )
                 await candidacy.join()
                 await self._contend(candidacy)
@@ -549,7 +583,7 @@ class Election:
                 self._set_following()
                 await first_of(node_gone, session.not_connected(), self._wake_future())
                 continue
-            await self._lead(candidacy)
+            await self._lead(candidacy, position)
             return
 
     def _set_following(self) -> None:
@@ -580,15 +614,17 @@ class Election:
             return gone, node
         return None
 
-    async def _lead(self, candidacy: Candidacy) -> None:
+    async def _lead(self, candidacy: Candidacy, position: Position) -> None:
         zk = candidacy.zk
         session = self.session
         node = candidacy.node
         assert node is not None
+        if await self._defer_to_another(candidacy, position):
+            return
         while True:
             own_change = zk.watch(node)
             try:
-                _, stat = await zk.get(node, watch=True)
+                raw, stat = await zk.get(node, watch=True)
             except BaseException:
                 own_change.cancel()
                 raise
@@ -611,27 +647,109 @@ class Election:
                         started_monotonic=time.monotonic(),
                     )
                 )
-            await first_of(own_change, session.not_connected(), self._wake_future())
+            elif step_down_request(raw) is not None:
+                own_change.cancel()
+                await self._resign(candidacy, "step_down")
+                return
+            queue_change = zk.watch_children(self.path)
+            try:
+                contenders = parse_contenders(await zk.children(self.path, watch=True))
+            except BaseException:
+                own_change.cancel()
+                queue_change.cancel()
+                raise
+            successor, wait_s = self._preferred_successor(candidacy, contenders)
+            if successor is not None:
+                own_change.cancel()
+                queue_change.cancel()
+                await write_handover(zk, self.path, f"{self.path}/{successor.name}")
+                await self._resign(candidacy, "priority_handover")
+                return
+            waits: list[asyncio.Future[None]] = [
+                own_change,
+                queue_change,
+                session.not_connected(),
+                self._wake_future(),
+            ]
+            if wait_s is not None:
+                waits.append(_timer(wait_s))
+            await first_of(*waits)
             if self._resign_requests:
-                await self._resign(candidacy)
+                await self._resign(candidacy, "resigned")
                 return
             if not session.is_connected():
                 return
-            # Our node changed or went: the next get() tells which (NoNodeError revokes).
+            # Our node changed or went, or the queue changed: the next get() tells which.
 
-    async def _resign(self, candidacy: Candidacy) -> None:
-        self._revoke("resigned", ElectionState.JOINING)
+    async def _defer_to_another(self, candidacy: Candidacy, position: Position) -> bool:
+        """Before leading: step aside for a pending handover target or a higher priority."""
+        zk = candidacy.zk
+        handover = await read_handover(zk, self.path)
+        names = {f"{self.path}/{c.name}" for c in position.contenders}
+        target: str | None = None
+        if handover is not None and handover.to != position.node and handover.to in names:
+            target = handover.to
+        else:
+            best = max(position.contenders, key=lambda c: (c.priority, -c.sequence))
+            if best.priority > position.mine.priority:
+                target = f"{self.path}/{best.name}"
+                await write_handover(zk, self.path, target)
+            elif handover is not None:
+                # Ours, or its target is gone: the handover is done either way.
+                await clear_handover(zk, self.path, handover)
+        if target is None:
+            return False
+        self._set(self._state, "deferred", f"handover to {target}", force=True)
+        await candidacy.leave()
+        self._candidacy = None
+        return True
+
+    def _preferred_successor(
+        self, candidacy: Candidacy, contenders: list[Contender]
+    ) -> tuple[Contender | None, float | None]:
+        """A higher-priority contender that has waited long enough, or how long until one has."""
+        now = time.monotonic()
+        stable_s = self._priority_stable_s
+        if stable_s is None:
+            stable_s = 2 * self.session.negotiated_timeout_s
+        better = [c for c in contenders if c.priority > self.priority and c.guid != candidacy.guid]
+        self._first_seen = {c.name: self._first_seen.get(c.name, now) for c in better}
+        if not better:
+            return None, None
+        best = max(better, key=lambda c: (c.priority, -c.sequence))
+        waited_s = now - self._first_seen[best.name]
+        if waited_s >= stable_s:
+            return best, None
+        return None, stable_s - waited_s
+
+    async def _resign(self, candidacy: Candidacy, reason: str) -> None:
+        self._revoke(reason, ElectionState.JOINING)
         await self._await_revoke_callbacks()
         await candidacy.leave()
         self._candidacy = None
+        self._first_seen = {}
         requests, self._resign_requests = self._resign_requests, []
         new = self._candidacy = Candidacy(
-            candidacy.zk, self.path, self._payload, session_id=candidacy.session_id
+            candidacy.zk, self.path, self._payload, session_id=candidacy.session_id, priority=self.priority
         )
         try:
             await new.join()
-            self._set(ElectionState.FOLLOWING, "joined", "resigned")
+            self._set(ElectionState.FOLLOWING, "joined", reason)
         finally:
             for fut in requests:
                 if not fut.done():
                     fut.set_result(None)
+
+
+def _timer(delay_s: float) -> asyncio.Future[None]:
+    """A future that resolves after ``delay_s`` (a timer handle, not a task)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def fire() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    handle = loop.call_later(delay_s, fire)
+    fut.add_done_callback(lambda _f: handle.cancel())
+    return fut

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
@@ -44,6 +45,8 @@ def _schema_filler(context: Context | None) -> structlog.typing.Processor:
         if ordered["previous_state"] is None:
             ordered["previous_state"] = ordered["state"]
         ordered.update(event_dict)
+        # Every line gets CLOCK_MONOTONIC, comparable across the processes of one host.
+        ordered.setdefault("monotonic_s", round(time.monotonic(), 6))
         return ordered
 
     return fill

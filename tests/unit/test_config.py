@@ -426,7 +426,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"session_timeout_s": "10"}, "--session-timeout", "must be a number of seconds, got '10'"),
     ({"connect_timeout_s": 0.0}, "--connect-timeout", "got 0.0"),
     ({"connect_timeout_s": 86401.0}, "--connect-timeout", "got 86401.0"),
-    ({"kill_grace_override_s": -0.5}, "--kill-grace", "must be between 0 and 3600 seconds, got -0.5"),
+    ({"kill_grace_override_s": -0.5}, "--kill-grace", "must be between 0.001 and 3600 seconds, got -0.5"),
     ({"hook_timeout_s": 0.0}, "--hook-timeout", "got 0.0"),
     ({"identity": ""}, "--id", "must not be empty"),
     ({"identity": "a\nb"}, "--id", "printable characters, got 'a\\nb'"),
@@ -513,7 +513,7 @@ def test_kill_grace_defaults_to_a_sixth_of_the_session_timeout() -> None:
     assert config.warnings == ()
 
 
-@pytest.mark.parametrize("kill_grace_s", [0.0, 1.0, 3.0])
+@pytest.mark.parametrize("kill_grace_s", [0.001, 1.0, 3.0])
 def test_kill_grace_up_to_a_quarter_is_quiet(kill_grace_s: float) -> None:
     config = make(session_timeout_s=12.0, kill_grace_override_s=kill_grace_s)
     assert config.kill_grace_s == kill_grace_s

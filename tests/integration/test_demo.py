@@ -1,0 +1,169 @@
+"""``python -m election_daemon.demo`` end to end: real ZooKeeper servers, real daemons, real faults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SESSION_TIMEOUT_S = 2.0
+FAILOVER_DEADLINE_S = 5.0 + 3.0 * SESSION_TIMEOUT_S  # the demo's own deadline for this timeout
+
+HEADER = re.compile(r"^election-daemon demo: .* ensemble at (?P<hosts>\S+); ", re.MULTILINE)
+FAILOVER = re.compile(
+    r"^failover (?P<number>\d+)/(?P<total>\d+): (?P<kind>SIGTERM|SIGKILL) (?P<old>\S+) -> (?P<new>\S+) "
+    r"in (?P<duration>\d+\.\d+) s, token (?P<token>\d+)$",
+    re.MULTILINE,
+)
+SUMMARY = re.compile(r"^summary: .*$", re.MULTILINE)
+
+# The demo runs its own three-server ensemble.
+pytestmark = pytest.mark.ensemble
+
+
+def demo_command(*args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "election_daemon.demo",
+        "--session-timeout",
+        f"{SESSION_TIMEOUT_S:g}",
+        *args,
+    ]
+
+
+def demo_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that contain ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def port_open(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def assert_cleaned_up(hosts: str, *, timeout_s: float = 10.0) -> None:
+    """No daemon of this run is left, and no ZooKeeper server answers on its ports."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        daemons = processes_mentioning(f"--hosts {hosts} ")
+        servers = [address for address in hosts.split(",") if port_open(address)]
+        if not daemons and not servers:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"left behind: daemons {daemons}, servers on {servers}")
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+def test_demo_prints_each_failover_with_its_duration_and_increasing_tokens() -> None:
+    result = subprocess.run(
+        demo_command("--faults", "2", "--seed", "1"),
+        cwd=ROOT,
+        env=demo_environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    report = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, report
+
+    header = HEADER.search(result.stdout)
+    assert header is not None, report
+    failovers = [m.groupdict() for m in FAILOVER.finditer(result.stdout)]
+    assert [(f["number"], f["total"]) for f in failovers] == [("1", "2"), ("2", "2")], report
+    # Two faults: one graceful stop and one kill, in an order the seed picks.
+    assert sorted(f["kind"] for f in failovers) == ["SIGKILL", "SIGTERM"], report
+    for f in failovers:
+        assert f["old"] != f["new"], report
+        assert 0 < float(f["duration"]) < FAILOVER_DEADLINE_S, report
+    # A killed leader's node stays until ZooKeeper expires its session: no instant handover.
+    killed = next(f for f in failovers if f["kind"] == "SIGKILL")
+    assert float(killed["duration"]) >= SESSION_TIMEOUT_S / 2, report
+    tokens = [int(f["token"]) for f in failovers]
+    assert tokens == sorted(set(tokens)), report
+
+    summary = SUMMARY.search(result.stdout)
+    assert summary is not None, report
+    assert "tokens strictly increasing" in summary.group(), report
+    assert "no overlapping terms" in summary.group(), report
+    assert_cleaned_up(header["hosts"])
+
+
+async def _read_until(
+    stream: asyncio.StreamReader, pattern: re.Pattern[str], seen: list[str], timeout_s: float
+) -> re.Match[str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no line matching {pattern.pattern!r} within {timeout_s:g} s: {seen}")
+        raw = await asyncio.wait_for(stream.readline(), remaining)
+        if not raw:
+            raise AssertionError(f"output ended before a line matching {pattern.pattern!r}: {seen}")
+        line = raw.decode().rstrip("\n")
+        seen.append(line)
+        match = pattern.match(line)
+        if match is not None:
+            return match
+
+
+@pytest.mark.timeout(120)
+async def test_demo_stops_every_process_on_ctrl_c() -> None:
+    process = await asyncio.create_subprocess_exec(
+        *demo_command("--faults", "4"),
+        cwd=ROOT,
+        env=demo_environment(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    seen: list[str] = []
+    try:
+        header = await _read_until(process.stdout, HEADER, seen, 60)
+        await _read_until(process.stdout, FAILOVER, seen, 60)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = "".join(f"{line}\n" for line in seen) + stdout.decode()
+    report = f"stdout:\n{output}\nstderr:\n{stderr.decode()}"
+    assert process.returncode == 130, report
+    summary = SUMMARY.search(output)
+    assert summary is not None and "interrupted" in summary.group(), report
+    await asyncio.to_thread(assert_cleaned_up, header["hosts"])
