@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +55,8 @@ def error(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ
+    # aiozk reports every reconnect on stderr; our own events and errors say what matters.
+    logging.getLogger("aiozk").setLevel(logging.CRITICAL)
     if args and args[0] in SUBCOMMANDS:
         return _subcommand(args[0])(args[1:], environ)
     return run_daemon(args, environ)
