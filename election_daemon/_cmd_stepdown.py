@@ -98,7 +98,10 @@ async def _step_down(
         await zk.set(leader.node, with_step_down_request(raw, uuid.uuid4().hex), version=stat.version)
         new = await _wait_for_new_leader(zk, path, leader, target, started + wait_s)
         took_s = time.monotonic() - started
-        return f"{path}: {_name(leader)} (token {leader.token}) -> {_name(new)} (token {new.token}) in {took_s:.3f} s"
+        return (
+            f"{path}: {_name(leader)} (token {leader.token}) -> {_name(new)} (token {new.token}) "
+            f"in {took_s:.3f} s"
+        )
     finally:
         await zk.close()
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from _waits import eventually
-from test_election import T, Recorder, leaders, running
+from test_election import Recorder, T, leaders, running
 
 from election_daemon import Election, ElectionState
 
