@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all test demo check format bench deps zookeeper clean
+.PHONY: all test demo check format bench clean
 
 all: test
 
@@ -15,18 +15,17 @@ $(STAMP): pyproject.toml scripts/ensure-venv
 	PYTHON=$(PYTHON) scripts/ensure-venv $(VENV)
 	touch $@
 
-zookeeper:
-	@scripts/ensure-zookeeper
+# The tests also validate docker-compose.yml and drive the dashboard in a real browser.
+test: $(STAMP)
+	@scripts/ensure-system-packages zookeeper docker-compose chromium
+	ELECTION_DAEMON_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-deps: $(STAMP) zookeeper
-
-test: deps
-	$(PY) -m pytest $(PYTEST_ARGS)
-
-demo: deps
+demo: $(STAMP)
+	@scripts/ensure-system-packages zookeeper
 	$(PY) -m election_daemon.demo
 
-bench: deps
+bench: $(STAMP)
+	@scripts/ensure-system-packages zookeeper
 	$(PY) bench/failover.py
 
 check: $(STAMP)

@@ -570,10 +570,11 @@ def build_daemon_parser() -> argparse.ArgumentParser:
     """
     parser = _DaemonArgumentParser(
         prog="election-daemon",
-        usage="%(prog)s [OPTIONS] [-- COMMAND [ARGS...]]",
+        usage="%(prog)s [OPTIONS] [-- COMMAND [ARGS...]]\n       %(prog)s SUBCOMMAND --help",
         description=(
             "Run COMMAND only while this process is the leader elected at PATH on ZooKeeper,\n"
-            "and stop it when leadership ends."
+            "and stop it when leadership ends.\n\n"
+            "subcommands: status, watch, step-down, dashboard, verify (each has --help)"
         ),
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
