@@ -108,7 +108,17 @@ class Daemon:
         for warning in self.config.warnings:
             self.log.warning("config_warning", reason=warning)
         try:
-            code = await self._join()
+            # A signal while still connecting must not wait out --connect-timeout.
+            join = asyncio.ensure_future(self._join())
+            exit_requested = asyncio.ensure_future(self._exit.wait())
+            await asyncio.wait([join, exit_requested], return_when=asyncio.FIRST_COMPLETED)
+            if not join.done():
+                join.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await join
+                return self._exit_code
+            exit_requested.cancel()
+            code = join.result()
             if code is not None:
                 return code
             self.notifier.ready()

@@ -37,6 +37,7 @@ from ._zk import MAX_DATA_BYTES, GuardFailedError, ZooKeeper, first_of
 from .candidacy import (
     Candidacy,
     Contender,
+    Handover,
     Participant,
     Position,
     clear_handover,
@@ -393,7 +394,8 @@ class Election:
             with contextlib.suppress(ElectionError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._candidacy.leave(), session.negotiated_timeout_s / 3)
         self._candidacy = None
-        self._set(ElectionState.STOPPED, "stopped", reason)
+        # Always the last event, also after a leader's "revoked" (which already says STOPPED).
+        self._set(ElectionState.STOPPED, "stopped", reason, force=True)
         self._leading.set()  # wakes wait_for_leadership(), which then raises
         for fut in self._resign_requests:
             if not fut.done():
@@ -423,7 +425,7 @@ class Election:
 
     def _set(self, state: ElectionState, event: str, reason: str | None, *, force: bool = False) -> None:
         previous = self._state
-        if (state is previous and not force) or previous is ElectionState.STOPPED:
+        if (state is previous or previous is ElectionState.STOPPED) and not force:
             return
         self._state = state
         if state is ElectionState.LEADING:
@@ -619,15 +621,19 @@ class Election:
         session = self.session
         node = candidacy.node
         assert node is not None
-        if await self._defer_to_another(candidacy, position):
-            return
-        while True:
-            own_change = zk.watch(node)
-            try:
-                raw, stat = await zk.get(node, watch=True)
-            except BaseException:
+        own_change = zk.watch(node)
+        try:
+            # One round trip for both: failover time is what users measure us by.
+            handover, (raw, stat) = await asyncio.gather(
+                read_handover(zk, self.path), zk.get(node, watch=True)
+            )
+            if await self._defer_to_another(candidacy, position, handover):
                 own_change.cancel()
-                raise
+                return
+        except BaseException:
+            own_change.cancel()
+            raise
+        while True:
             if stat.ephemeral_owner != candidacy.session_id or session.session_id != candidacy.session_id:
                 own_change.cancel()
                 raise NoNodeError(f"{node} is not owned by our session")
@@ -647,6 +653,10 @@ class Election:
                         started_monotonic=time.monotonic(),
                     )
                 )
+                if handover is not None:
+                    # Ours, or its target is gone: the handover is done either way.
+                    await clear_handover(zk, self.path, handover)
+                    handover = None
             elif step_down_request(raw) is not None:
                 own_change.cancel()
                 await self._resign(candidacy, "step_down")
@@ -665,12 +675,7 @@ class Election:
                 await write_handover(zk, self.path, f"{self.path}/{successor.name}")
                 await self._resign(candidacy, "priority_handover")
                 return
-            waits: list[asyncio.Future[None]] = [
-                own_change,
-                queue_change,
-                session.not_connected(),
-                self._wake_future(),
-            ]
+            waits = [own_change, queue_change, session.not_connected(), self._wake_future()]
             if wait_s is not None:
                 waits.append(_timer(wait_s))
             await first_of(*waits)
@@ -679,12 +684,19 @@ class Election:
                 return
             if not session.is_connected():
                 return
-            # Our node changed or went, or the queue changed: the next get() tells which.
+            # Our node changed or went, or the queue changed: read it again (NoNodeError revokes).
+            own_change = zk.watch(node)
+            try:
+                raw, stat = await zk.get(node, watch=True)
+            except BaseException:
+                own_change.cancel()
+                raise
 
-    async def _defer_to_another(self, candidacy: Candidacy, position: Position) -> bool:
+    async def _defer_to_another(
+        self, candidacy: Candidacy, position: Position, handover: Handover | None
+    ) -> bool:
         """Before leading: step aside for a pending handover target or a higher priority."""
         zk = candidacy.zk
-        handover = await read_handover(zk, self.path)
         names = {f"{self.path}/{c.name}" for c in position.contenders}
         target: str | None = None
         if handover is not None and handover.to != position.node and handover.to in names:
@@ -694,9 +706,6 @@ class Election:
             if best.priority > position.mine.priority:
                 target = f"{self.path}/{best.name}"
                 await write_handover(zk, self.path, target)
-            elif handover is not None:
-                # Ours, or its target is gone: the handover is done either way.
-                await clear_handover(zk, self.path, handover)
         if target is None:
             return False
         self._set(self._state, "deferred", f"handover to {target}", force=True)

@@ -52,6 +52,15 @@ def _schema_filler(context: Context | None) -> structlog.typing.Processor:
     return fill
 
 
+def _name_library_event(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Lines from stdlib loggers (aiozk, the library's modules) get a fixed event name."""
+    event_dict["message"] = event_dict.pop("event", None)
+    event_dict["event"] = "log"
+    return event_dict
+
+
 def configure_logging(
     log_format: str,
     *,
@@ -90,6 +99,7 @@ def configure_logging(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
             foreign_pre_chain=[
+                _name_library_event,
                 structlog.stdlib.add_logger_name,
                 *shared,
                 structlog.stdlib.ExtraAdder(),

@@ -10,7 +10,7 @@ import aiozk
 import pytest
 from _waits import eventually
 
-from election_daemon import Election, ElectionState, NotLeaderError, Term, Transition
+from election_daemon import Election, ElectionState, NoNodeError, NotLeaderError, Term, Transition
 from election_daemon._zk import GuardFailedError
 from election_daemon.testing import TcpProxy, ZooKeeperEnsemble, expire_session
 
@@ -162,7 +162,10 @@ async def test_election_path_deleted_mid_run(zk_hosts: str, zk_path: str) -> Non
         first = await es[0].wait_for_leadership(10)
         admin = es[2].session.zk
         for _ in range(20):  # contenders race to recreate it; delete until it is really gone
-            for name in await admin.children(zk_path):
+            names: list[str] = []
+            with contextlib.suppress(NoNodeError):
+                names = await admin.children(zk_path)
+            for name in names:
                 with contextlib.suppress(Exception):
                     await admin.delete(f"{zk_path}/{name}")
             with contextlib.suppress(Exception):

@@ -1,0 +1,700 @@
+"""Failover latency: this library and its daemon beside aiozk's and kazoo's recipes, on one local ZooKeeper.
+
+Starts one ZooKeeper server (tickTime 200 ms) and, for each row, a series of contenders, each
+in a process of its own, two at a time: the leader and one follower whose watch on the
+leader's node is in place (read from the server's ``dump`` and ``wchc`` four-letter words).
+Then it stops or cuts off the leader and times how long the follower takes to lead. Contenders
+report time.monotonic() (CLOCK_MONOTONIC, system-wide on Linux), so their timestamps compare
+with the benchmark's own. Rows of a group run round-robin, one trial of each in turn, so that
+the load of other work on the machine falls on all of them alike.
+
+Rows (T is the session timeout, 2 s unless --session-timeout says otherwise):
+
+- ``graceful/{library,aiozk,kazoo}``: SIGTERM to the leader, which leaves the election the
+  library's way (bench/_contender.py) → the next leader's code runs.
+- ``crash/{library,aiozk,kazoo}``: SIGKILL of the leader → the next leader's code runs.
+- ``daemon/sigterm``: SIGTERM to the leader daemon's process group → the next daemon's
+  ``child_started`` log line.
+- ``daemon/sigkill``: SIGKILL of the leader daemon's process group → the next ``child_started``.
+  Target: p95 within T + one tickTime + 300 ms.
+- ``daemon/cut-gap``: the leader daemon reaches ZooKeeper through a TcpProxy that goes silent
+  (:meth:`TcpProxy.cut`): from its child's exit (``child_exited``) to the new leader's
+  ``child_started``. This is the safety margin; target: at least 400 ms in every trial.
+- ``daemon/cut-failover``: same trials, from the cut to the new ``child_started``.
+
+Usage: ``python bench/failover.py [--trials N] [--only ROWS] [--json FILE]``. Exit status 1 if a
+row failed or missed its target. Every wait has a deadline, and every process started here is
+killed on the way out (and by the kernel if this process is SIGKILLed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.table import Table
+
+from election_daemon.testing import TcpProxy, ZooKeeperEnsemble, ZooKeeperServer
+
+__all__ = ["ROWS", "main"]
+
+_TICK_TIME_MS = 200
+_DEFAULT_TRIALS = 15
+_DEFAULT_SESSION_TIMEOUT_S = 2.0
+_START_TIMEOUT_S = 60.0
+_READY_TIMEOUT_S = 30.0
+_EXIT_TIMEOUT_S = 15.0
+_POLL_INTERVAL_S = 0.02
+_REPORT_WIDTH = 140
+_CONTENDER_KINDS = ("library", "aiozk", "kazoo")
+_CONTENDER_SCRIPT = Path(__file__).with_name("_contender.py")
+# The kernel SIGKILLs our contenders if this process dies without cleaning up (setpriv execs the
+# command, so pids and process groups stay the same).
+_PDEATHSIG_PREFIX: tuple[str, ...] = (
+    ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") is not None else ()
+)
+_SEQUENCE = re.compile(r"(\d{10})$")
+
+
+class _BenchError(Exception):
+    """A trial could not be carried out: a process died, or a wait ran out."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A bound on one statistic of a row's samples."""
+
+    statistic: Literal["p95", "min"]
+    comparison: Literal["<=", ">="]
+    limit_s: float
+
+    def describe(self) -> str:
+        return f"{self.statistic} {'≤' if self.comparison == '<=' else '≥'} {self.limit_s * 1000:.0f} ms"
+
+    def met(self, samples_s: Sequence[float]) -> bool:
+        value = _p95(samples_s) if self.statistic == "p95" else min(samples_s)
+        return value <= self.limit_s if self.comparison == "<=" else value >= self.limit_s
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: what is timed, from which event to which."""
+
+    key: str
+    title: str
+    target: _Target | None = None
+
+
+def _rows(session_timeout_s: float) -> list[Row]:
+    tick_s = _TICK_TIME_MS / 1000
+    return [
+        *(Row(f"graceful/{kind}", f"{kind}: stop → next leader runs") for kind in _CONTENDER_KINDS),
+        *(Row(f"crash/{kind}", f"{kind}: SIGKILL → next leader runs") for kind in _CONTENDER_KINDS),
+        Row("daemon/sigterm", "daemon: SIGTERM → next child_started"),
+        Row(
+            "daemon/sigkill",
+            "daemon: SIGKILL → next child_started",
+            _Target("p95", "<=", session_timeout_s + tick_s + 0.3),
+        ),
+        Row("daemon/cut-gap", "daemon cut off: child_exited → next child_started", _Target("min", ">=", 0.4)),
+        Row("daemon/cut-failover", "daemon cut off: cut → next child_started"),
+    ]
+
+
+ROWS = tuple(row.key for row in _rows(_DEFAULT_SESSION_TIMEOUT_S))
+"""Every row's key, in table order."""
+
+
+@dataclass
+class _Result:
+    row: Row
+    samples_s: list[float] = field(default_factory=list)
+    error: str | None = None
+    read_times: bool = False
+    """Some sample used the time a line was read, for lack of the line's own ``monotonic_s``."""
+
+    def to_json(self) -> dict[str, Any]:
+        samples = self.samples_s
+        return {
+            "key": self.row.key,
+            "title": self.row.title,
+            "samples_ms": [round(s * 1000, 3) for s in samples],
+            "p50_ms": round(statistics.median(samples) * 1000, 3) if samples else None,
+            "p95_ms": round(_p95(samples) * 1000, 3) if samples else None,
+            "min_ms": round(min(samples) * 1000, 3) if samples else None,
+            "max_ms": round(max(samples) * 1000, 3) if samples else None,
+            "target": self.row.target.describe() if self.row.target else None,
+            "target_met": self.target_met,
+            "error": self.error,
+            "read_times": self.read_times,
+        }
+
+    @property
+    def target_met(self) -> bool | None:
+        if self.row.target is None or not self.samples_s:
+            return None
+        return self.row.target.met(self.samples_s)
+
+
+def _p95(samples_s: Sequence[float]) -> float:
+    if len(samples_s) < 2:
+        return samples_s[0]
+    return statistics.quantiles(samples_s, n=20, method="inclusive")[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One JSON line a process wrote, and when we read it."""
+
+    fields: dict[str, Any]
+    received_s: float
+
+    @property
+    def event(self) -> object:
+        return self.fields.get("event")
+
+    @property
+    def has_own_time(self) -> bool:
+        return isinstance(self.fields.get("monotonic_s"), int | float)
+
+    @property
+    def at_s(self) -> float:
+        """When the event happened: the line's own ``monotonic_s``, else when we read it."""
+        return float(self.fields["monotonic_s"]) if self.has_own_time else self.received_s
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One trial's samples, one per row of its scenario."""
+
+    samples_s: list[float]
+    read_times: bool
+    """A line lacked ``monotonic_s``: its time is when we read it, a little late."""
+
+
+class _Process:
+    """A contender or daemon in its own process group, its stdout read as JSON lines."""
+
+    def __init__(self, name: str, process: asyncio.subprocess.Process, stderr_path: Path) -> None:
+        self.name = name
+        self.process = process
+        self.stderr_path = stderr_path
+        self.lines: list[_Line] = []
+        # Process groups of the daemon's leader-only commands that have not exited yet.
+        self.child_groups: set[int] = set()
+        self._changed = asyncio.Condition()
+        self._eof = False
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            received_s = time.monotonic()
+            try:
+                fields = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(fields, dict):
+                continue
+            line = _Line(fields, received_s)
+            if isinstance(pgid := fields.get("pgid"), int):
+                if line.event == "child_started":
+                    self.child_groups.add(pgid)
+                elif line.event == "child_exited":
+                    self.child_groups.discard(pgid)
+            async with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        async with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    async def wait_event(self, event: str, timeout_s: float) -> _Line:
+        """The first line with this ``event``, waiting for it up to ``timeout_s``."""
+
+        def found() -> _Line | None:
+            return next((line for line in self.lines if line.event == event), None)
+
+        try:
+            async with asyncio.timeout(timeout_s), self._changed:
+                await self._changed.wait_for(lambda: self._eof or found() is not None)
+        except TimeoutError:
+            raise _BenchError(
+                f"{self.name}: no {event!r} within {timeout_s:.0f} s{self._stderr_tail()}"
+            ) from None
+        line = found()
+        if line is None:
+            raise _BenchError(f"{self.name}: exited before {event!r}{self._stderr_tail()}")
+        return line
+
+    def signal_group(self, signum: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+    def kill_everything(self) -> None:
+        """SIGKILL the process group and any leader-only command group it reported."""
+        self.signal_group(signal.SIGKILL)
+        for pgid in self.child_groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+
+    async def reap(self, timeout_s: float = _EXIT_TIMEOUT_S) -> None:
+        """Wait for the process to exit; SIGKILL its group if it does not within ``timeout_s``."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.process.wait()
+        except TimeoutError:
+            self.kill_everything()
+            try:
+                async with asyncio.timeout(_EXIT_TIMEOUT_S):
+                    await self.process.wait()
+            except TimeoutError:
+                raise _BenchError(f"{self.name} outlived SIGKILL by {_EXIT_TIMEOUT_S:.0f} s") from None
+        try:
+            async with asyncio.timeout(_EXIT_TIMEOUT_S):
+                await self._reader
+        except TimeoutError:
+            # Something it left behind holds its stdout open; its lines no longer matter.
+            self._reader.cancel()
+
+    def _stderr_tail(self) -> str:
+        try:
+            text = self.stderr_path.read_text(errors="replace").strip()
+        except OSError:
+            return ""
+        return f"\n  stderr of {self.name}: " + "\n  ".join(text.splitlines()[-10:]) if text else ""
+
+
+class _Bench:
+    """The ZooKeeper server, the processes started so far, and how to start more."""
+
+    def __init__(self, ensemble: ZooKeeperEnsemble, session_timeout_s: float, directory: Path) -> None:
+        self.ensemble = ensemble
+        self.server: ZooKeeperServer = ensemble.servers[0]
+        self.session_timeout_s = session_timeout_s
+        self.directory = directory
+        self.processes: list[_Process] = []
+        self._count = 0
+
+    async def spawn(self, name: str, argv: Sequence[str]) -> _Process:
+        self._count += 1
+        stderr_path = self.directory / f"{self._count:03d}-{name.replace('/', '_')}.stderr"
+        with stderr_path.open("wb") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                *_PDEATHSIG_PREFIX,
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        handle = _Process(name, process, stderr_path)
+        self.processes.append(handle)
+        return handle
+
+    async def spawn_contender(self, kind: str, path: str, name: str) -> _Process:
+        argv = [sys.executable, str(_CONTENDER_SCRIPT), kind, "--hosts", self.server.address, "--path", path]
+        return await self.spawn(name, [*argv, "--session-timeout", str(self.session_timeout_s), "--id", name])
+
+    async def spawn_daemon(self, path: str, name: str, hosts: str | None = None) -> _Process:
+        sleep = shutil.which("sleep") or "/bin/sleep"
+        argv = [sys.executable, "-m", "election_daemon", "--hosts", hosts or self.server.address]
+        argv += ["--path", path, "--session-timeout", str(self.session_timeout_s), "--id", name]
+        # sleep starts in about a millisecond, so child_started marks the moment leadership began.
+        return await self.spawn(name, [*argv, "--log-format", "json", "--", sleep, "3600"])
+
+    async def wait_follower_ready(self, path: str, contenders: int = 2) -> None:
+        """Until ``contenders`` nodes are under ``path`` and another session watches the leader's node."""
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while not await asyncio.to_thread(self._follower_watches_leader, path, contenders):
+            if time.monotonic() > deadline:
+                raise _BenchError(
+                    f"no follower watching the leader's node under {path} after {_READY_TIMEOUT_S} s"
+                )
+            await asyncio.sleep(_POLL_INTERVAL_S)
+
+    def _follower_watches_leader(self, path: str, contenders: int) -> bool:
+        try:
+            owners = _ephemeral_owners(self.server.four_letter("dump"), path)
+            if len(owners) != contenders:
+                return False
+            leader_node = min(owners, key=_sequence)
+            watchers = _watchers(self.server.four_letter("wchc"))
+        except OSError:
+            # A slow answer on a loaded machine: ask again until the deadline.
+            return False
+        return bool(watchers.get(leader_node, set()) - {owners[leader_node]})
+
+    async def close(self) -> None:
+        for process in self.processes:
+            process.kill_everything()
+        for process in self.processes:
+            with contextlib.suppress(_BenchError):
+                await process.reap()
+
+
+def _ephemeral_owners(dump: str, parent: str) -> dict[str, str]:
+    """The ephemeral nodes directly under ``parent`` and their owner sessions, from ``dump``."""
+    owners: dict[str, str] = {}
+    session: str | None = None
+    in_section = False
+    for line in dump.splitlines():
+        if line.startswith("Sessions with Ephemerals"):
+            in_section = True
+        elif in_section and re.fullmatch(r"0x[0-9a-fA-F]+:", line):
+            session = line[:-1].lower()
+        elif in_section and line.startswith("\t/") and session is not None:
+            node = line.strip()
+            if node.rpartition("/")[0] == parent and _SEQUENCE.search(node):
+                owners[node] = session
+        elif in_section:
+            in_section = False
+    return owners
+
+
+def _watchers(wchc: str) -> dict[str, set[str]]:
+    """Path → sessions watching it, from ``wchc``."""
+    watchers: dict[str, set[str]] = {}
+    session: str | None = None
+    for line in wchc.splitlines():
+        if re.fullmatch(r"0x[0-9a-fA-F]+", line):
+            session = line.lower()
+        elif line.startswith("\t/") and session is not None:
+            watchers.setdefault(line.strip(), set()).add(session)
+    return watchers
+
+
+def _sequence(node: str) -> int:
+    match = _SEQUENCE.search(node)
+    return int(match[1]) if match else sys.maxsize
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+class _Series:
+    """Leader after leader on one election path: stop or kill the leader, time the follower's takeover."""
+
+    def __init__(
+        self,
+        bench: _Bench,
+        path: str,
+        spawn: Callable[[str], Awaitable[_Process]],
+        leading_event: str,
+        stop_signal: signal.Signals,
+    ) -> None:
+        self.bench = bench
+        self.path = path
+        self.spawn = spawn
+        self.leading_event = leading_event
+        self.stop_signal = stop_signal
+        self.leader: _Process | None = None
+        self.count = 0
+
+    async def _next(self) -> _Process:
+        self.count += 1
+        return await self.spawn(f"{self.path}/{self.count}")
+
+    async def start(self) -> None:
+        self.leader = await self._next()
+        await self.leader.wait_event(self.leading_event, _START_TIMEOUT_S)
+
+    async def trial(self) -> _Outcome:
+        assert self.leader is not None
+        follower = await self._next()
+        await self.bench.wait_follower_ready(self.path)
+        requested_s = time.monotonic()
+        self.leader.signal_group(self.stop_signal)
+        elected = await follower.wait_event(self.leading_event, 3 * self.bench.session_timeout_s + 10)
+        old, self.leader = self.leader, follower
+        await old.reap()
+        return _Outcome([elected.at_s - requested_s], not elected.has_own_time)
+
+    async def stop(self) -> None:
+        if self.leader is not None:
+            self.leader.kill_everything()
+            await self.leader.reap()
+
+
+class _CutSeries:
+    """A leader daemon behind a TcpProxy that goes silent, and a follower daemon connected directly."""
+
+    def __init__(self, bench: _Bench, path: str) -> None:
+        self.bench = bench
+        self.path = path
+        self.count = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def trial(self) -> _Outcome:
+        self.count += 1
+        path = f"{self.path}/{self.count}"
+        with TcpProxy("127.0.0.1", self.bench.server.client_port) as proxy:
+            old = await self.bench.spawn_daemon(path, f"{path}/cut", hosts=proxy.address)
+            new: _Process | None = None
+            try:
+                await old.wait_event("child_started", _START_TIMEOUT_S)
+                new = await self.bench.spawn_daemon(path, f"{path}/direct")
+                await self.bench.wait_follower_ready(path)
+                cut_s = time.monotonic()
+                proxy.cut()
+                started = await new.wait_event("child_started", 3 * self.bench.session_timeout_s + 10)
+                # By now the cut-off leader must long have stopped its child: a short wait suffices.
+                exited = await old.wait_event("child_exited", _EXIT_TIMEOUT_S)
+            finally:
+                for process in (old, new):
+                    if process is not None:
+                        process.kill_everything()
+                        await process.reap()
+        read_times = not (started.has_own_time and exited.has_own_time)
+        return _Outcome([started.at_s - exited.at_s, started.at_s - cut_s], read_times)
+
+    async def stop(self) -> None:
+        pass
+
+
+_Scenario = _Series | _CutSeries
+
+
+def _scenarios(bench: _Bench) -> list[tuple[tuple[str, ...], _Scenario]]:
+    """(the rows each scenario's trials fill, the scenario), grouped for round-robin by row prefix."""
+
+    def contender(kind: str) -> Callable[[str], Awaitable[_Process]]:
+        return lambda name: bench.spawn_contender(kind, name.rpartition("/")[0], name)
+
+    def daemon(name: str) -> Awaitable[_Process]:
+        return bench.spawn_daemon(name.rpartition("/")[0], name)
+
+    scenarios: list[tuple[tuple[str, ...], _Scenario]] = []
+    for group, stop_signal in (("graceful", signal.SIGTERM), ("crash", signal.SIGKILL)):
+        for kind in _CONTENDER_KINDS:
+            path = f"/bench/{group}-{kind}"
+            scenarios.append(
+                ((f"{group}/{kind}",), _Series(bench, path, contender(kind), "elected", stop_signal))
+            )
+    for name, stop_signal in (("sigterm", signal.SIGTERM), ("sigkill", signal.SIGKILL)):
+        series = _Series(bench, f"/bench/daemon-{name}", daemon, "child_started", stop_signal)
+        scenarios.append(((f"daemon/{name}",), series))
+    scenarios.append((("daemon/cut-gap", "daemon/cut-failover"), _CutSeries(bench, "/bench/daemon-cut")))
+    return scenarios
+
+
+async def _run_group(
+    scenarios: list[tuple[tuple[str, ...], _Scenario]],
+    results: dict[str, _Result],
+    trials: int,
+    console: Console,
+) -> None:
+    """Trials of every scenario in turn; a scenario that fails is reported and left out of later rounds."""
+
+    async def attempt(keys: tuple[str, ...], step: Callable[[], Awaitable[_Outcome | None]]) -> bool:
+        try:
+            outcome = await step()
+        except _BenchError as error:
+            for key in keys:
+                results[key].error = str(error)
+            console.print(f"[red]{', '.join(keys)} failed:[/red] {error}")
+            return False
+        if outcome is not None:
+            samples = outcome.samples_s
+            for key, sample in zip(keys, samples, strict=True):
+                results[key].samples_s.append(sample)
+                results[key].read_times |= outcome.read_times
+            shown = ", ".join(
+                f"{key} {sample * 1000:.1f} ms" for key, sample in zip(keys, samples, strict=True)
+            )
+            console.print(f"[dim]  {shown}[/dim]")
+        return True
+
+    try:
+        live = [(keys, scenario) for keys, scenario in scenarios if await attempt(keys, scenario.start)]
+        for trial in range(1, trials + 1):
+            console.print(f"[dim]trial {trial}/{trials}[/dim]")
+            live = [(keys, scenario) for keys, scenario in live if await attempt(keys, scenario.trial)]
+    finally:
+        for _, scenario in scenarios:
+            with contextlib.suppress(_BenchError, TimeoutError):
+                await scenario.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def _table(results: list[_Result], title: str) -> Table:
+    read_times = any(result.read_times for result in results)
+    caption = "* some times are when the benchmark read the log line: the line had no monotonic_s"
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        caption=caption if read_times else None,
+        caption_justify="left",
+    )
+    table.add_column("row")
+    table.add_column("what is timed")
+    for column in ("n", "p50 ms", "p95 ms", "min ms", "max ms"):
+        table.add_column(column, justify="right")
+    table.add_column("target")
+    for result in results:
+        samples = result.samples_s
+        numbers = (
+            [
+                f"{value * 1000:.1f}"
+                for value in (statistics.median(samples), _p95(samples), min(samples), max(samples))
+            ]
+            if samples
+            else ["-"] * 4
+        )
+        target = result.row.target.describe() if result.row.target else ""
+        if result.error is not None:
+            target = f"[red]failed[/red] {target}"
+        elif result.target_met is not None:
+            target = f"{target} [green]met[/green]" if result.target_met else f"{target} [red]missed[/red]"
+        key = f"{result.row.key}{' *' if result.read_times else ''}"
+        table.add_row(key, result.row.title, str(len(samples)), *numbers, target)
+    return table
+
+
+def _select(only: str | None) -> set[str]:
+    """The keys of the rows ``--only`` selects (all without it); ValueError for a token that selects none."""
+    if not only:
+        return set(ROWS)
+    tokens = [token.strip() for token in only.split(",") if token.strip()]
+    for token in tokens:
+        if not any(_matches(key, token) for key in ROWS):
+            raise ValueError(f"{token!r} names no row; rows: {', '.join(ROWS)}")
+    return {key for key in ROWS if any(_matches(key, token) for token in tokens)}
+
+
+def _matches(key: str, token: str) -> bool:
+    """Whether ``token`` selects the row ``key``.
+
+    ``graceful/kazoo`` is selected by itself, ``graceful`` and ``kazoo``; ``daemon/cut-gap`` also by
+    ``daemon/cut``.
+    """
+    return key == token or token in key.split("/") or key.startswith((f"{token}/", f"{token}-"))
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/failover.py",
+        description=(__doc__ or "").splitlines()[0],
+        epilog=f"rows: {', '.join(ROWS)}",
+    )
+    parser.add_argument(
+        "--trials", type=int, default=_DEFAULT_TRIALS, help=f"failovers per row (default {_DEFAULT_TRIALS})"
+    )
+    parser.add_argument(
+        "--only", metavar="ROWS", help="comma-separated rows or groups, e.g. graceful,daemon/sigkill,kazoo"
+    )
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also write the results as JSON to FILE")
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=_DEFAULT_SESSION_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"session timeout T of every contender (default {_DEFAULT_SESSION_TIMEOUT_S})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.rows = _select(args.only)
+    except ValueError as error:
+        parser.error(f"--only: {error}")
+    if args.trials < 1:
+        parser.error("--trials must be at least 1")
+    if not 2 * _TICK_TIME_MS / 1000 <= args.session_timeout <= 20 * _TICK_TIME_MS / 1000:
+        parser.error("--session-timeout must be within ZooKeeper's 2 to 20 ticks: 0.4 to 4 seconds")
+    return args
+
+
+async def _run(args: argparse.Namespace, console: Console) -> tuple[list[_Result], str]:
+    """Every selected row's results, and the ZooKeeper server's version."""
+    # SIGTERM ends a run as Ctrl-C does: through every finally below, so nothing is left running.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    ensemble = ZooKeeperEnsemble(1, tick_time_ms=_TICK_TIME_MS)
+    try:
+        console.print(f"starting ZooKeeper (tickTime {_TICK_TIME_MS} ms)...")
+        await asyncio.to_thread(ensemble.start)
+        version = ensemble.servers[0].four_letter("srvr").splitlines()[0].removeprefix("Zookeeper version: ")
+        with tempfile.TemporaryDirectory(prefix="bench-failover-") as directory:
+            bench = _Bench(ensemble, args.session_timeout, Path(directory))
+            # A scenario runs if any of its rows is selected, and then fills all of them.
+            scenarios = [(keys, s) for keys, s in _scenarios(bench) if args.rows.intersection(keys)]
+            chosen = {key for keys, _ in scenarios for key in keys}
+            results = {row.key: _Result(row) for row in _rows(args.session_timeout) if row.key in chosen}
+            try:
+                for group in ("graceful", "crash", "daemon"):
+                    in_group = [(keys, s) for keys, s in scenarios if keys[0].startswith(f"{group}/")]
+                    if in_group:
+                        console.print(f"[bold]{group}[/bold]: {args.trials} trials of {len(in_group)} series")
+                        await _run_group(in_group, results, args.trials, console)
+            finally:
+                await bench.close()
+    finally:
+        await asyncio.to_thread(ensemble.close)
+    return list(results.values()), version
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    console = Console(stderr=True)
+    started = time.monotonic()
+    try:
+        results, version = asyncio.run(_run(args, console))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        console.print("interrupted; every process started here has been killed")
+        return 130
+    elapsed_s = time.monotonic() - started
+    title = (
+        f"Failover, ZooKeeper {version.split('-')[0]} (tickTime {_TICK_TIME_MS} ms), "
+        f"T = {args.session_timeout:g} s, {args.trials} trials per row, "
+        f"{elapsed_s:.0f} s on {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+    output = Console()
+    if not output.is_terminal:
+        # Rich assumes 80 columns when writing to a file or pipe, too narrow for the table.
+        output.width = _REPORT_WIDTH
+    output.print(_table(results, title))
+    if args.json is not None:
+        document = {
+            "zookeeper_version": version,
+            "tick_time_ms": _TICK_TIME_MS,
+            "session_timeout_s": args.session_timeout,
+            "trials": args.trials,
+            "elapsed_s": round(elapsed_s, 1),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "rows": [result.to_json() for result in results],
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    failed = any(result.error is not None or result.target_met is False for result in results)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

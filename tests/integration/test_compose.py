@@ -1,0 +1,222 @@
+"""The Compose demo: docker-compose.yml as Compose itself resolves it, the Dockerfile, .dockerignore.
+
+No container engine is needed: ``docker-compose config`` validates and resolves the file (anchors,
+merges, escapes), and each daemon's resolved environment and command go through the daemon's
+real configuration loader.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from election_daemon.config import DaemonConfig, load_daemon_config
+
+ROOT = Path(__file__).resolve().parents[2]
+ZOOKEEPERS = ("zoo1", "zoo2", "zoo3")
+DAEMONS = ("daemon1", "daemon2", "daemon3")
+CLIENT_PORT = 2181
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """docker-compose.yml as ``docker-compose config`` resolves it."""
+    executable = shutil.which("docker-compose")
+    if executable is None:
+        pytest.skip("docker-compose is not installed (Debian package docker-compose)")
+    result = subprocess.run(
+        [executable, "-f", "docker-compose.yml", "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
+    document = yaml.safe_load(result.stdout)
+    assert isinstance(document, dict)
+    return document
+
+
+def service(compose: dict[str, Any], name: str) -> dict[str, Any]:
+    services = compose["services"]
+    assert name in services, f"no service {name}; services: {sorted(services)}"
+    definition = services[name]
+    assert isinstance(definition, dict)
+    return definition
+
+
+def environment(definition: dict[str, Any]) -> dict[str, str]:
+    env = definition.get("environment") or {}
+    if isinstance(env, list):  # KEY=VALUE form
+        env = dict(item.split("=", 1) for item in env)
+    return {str(key): str(value) for key, value in env.items()}
+
+
+def unescape(word: str) -> str:
+    """A word as the container gets it: Compose turns ``$$`` into ``$``."""
+    return word.replace("$$", "$")
+
+
+def daemon_config(definition: dict[str, Any]) -> DaemonConfig:
+    """What the daemon in this service would run with: its command line and environment, loaded for real."""
+    command = definition.get("command") or []
+    argv = shlex.split(command) if isinstance(command, str) else [str(word) for word in command]
+    return load_daemon_config([unescape(word) for word in argv], environment(definition))
+
+
+def test_the_file_has_exactly_the_ensemble_and_the_daemons(compose: dict[str, Any]) -> None:
+    assert sorted(compose["services"]) == sorted(ZOOKEEPERS + DAEMONS)
+
+
+@pytest.mark.parametrize("name", ZOOKEEPERS)
+def test_each_zookeeper_server_is_the_official_image_with_its_own_id(
+    compose: dict[str, Any], name: str
+) -> None:
+    definition = service(compose, name)
+    assert definition["image"] == "zookeeper:3.8"
+    env = environment(definition)
+    assert env["ZOO_MY_ID"] == name.removeprefix("zoo")
+    # The service name is the host name the others (and the daemons) reach it by.
+    assert definition.get("hostname", name) == name
+
+
+def test_the_servers_agree_on_one_three_member_ensemble(compose: dict[str, Any]) -> None:
+    listings = {name: environment(service(compose, name))["ZOO_SERVERS"].split() for name in ZOOKEEPERS}
+    assert len({tuple(servers) for servers in listings.values()}) == 1, listings
+    members = {}
+    for entry in listings["zoo1"]:
+        match = re.fullmatch(r"server\.(\d+)=([\w.-]+):(\d+):(\d+)(?:;(?:[\w.]+:)?(\d+))?", entry)
+        assert match, f"not a server.N=host:quorum:election[;client] entry: {entry}"
+        members[int(match[1])] = (match[2], int(match[5] or CLIENT_PORT))
+    assert members == {1: ("zoo1", CLIENT_PORT), 2: ("zoo2", CLIENT_PORT), 3: ("zoo3", CLIENT_PORT)}
+
+
+def test_the_servers_tick_fast_and_answer_the_healthcheck_word(compose: dict[str, Any]) -> None:
+    for name in ZOOKEEPERS:
+        definition = service(compose, name)
+        env = environment(definition)
+        assert int(env["ZOO_TICK_TIME"]) <= 1000, "a short tick makes failover quick to watch"
+        whitelist = env["ZOO_4LW_COMMANDS_WHITELIST"].split(",")
+        assert {"ruok", "srvr"} <= set(whitelist) or whitelist == ["*"]
+        test = " ".join(definition["healthcheck"]["test"])
+        assert "ruok" in test and "imok" in test
+
+
+@pytest.mark.parametrize("name", DAEMONS)
+def test_each_daemon_runs_the_image_built_here_under_an_init(compose: dict[str, Any], name: str) -> None:
+    definition = service(compose, name)
+    build = definition["build"]
+    context = build["context"] if isinstance(build, dict) else build
+    assert Path(context).resolve() == ROOT
+    assert definition["init"] is True, "init: true reaps zombies and forwards docker stop's SIGTERM"
+    assert set(ZOOKEEPERS) <= set(definition["depends_on"])
+
+
+@pytest.mark.parametrize("name", DAEMONS)
+def test_each_daemon_environment_loads_into_the_intended_config(compose: dict[str, Any], name: str) -> None:
+    definition = service(compose, name)
+    assert all(key.startswith("ELECTION_DAEMON_") for key in environment(definition))
+    config = daemon_config(definition)
+    assert config.servers == tuple((host, CLIENT_PORT) for host in ZOOKEEPERS)
+    assert config.identity == name
+    assert 3.0 <= config.session_timeout_s <= 5.0
+    assert config.command[:2] == ("sh", "-c")
+    assert "$ELECTION_ID" in config.command[2] and "$ELECTION_TOKEN" in config.command[2]
+
+
+@pytest.mark.parametrize("name", DAEMONS)
+def test_each_daemon_serves_http_and_its_healthcheck_asks_for_health(
+    compose: dict[str, Any], name: str
+) -> None:
+    definition = service(compose, name)
+    address = daemon_config(definition).http_address
+    assert address is not None
+    host, port = address
+    assert host == "0.0.0.0", "published ports reach the daemon through the container's network interface"
+    test = " ".join(definition["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/health" in test
+
+
+def test_the_daemons_compete_on_one_path_with_distinct_ids(compose: dict[str, Any]) -> None:
+    configs = [daemon_config(service(compose, name)) for name in DAEMONS]
+    assert len({config.path for config in configs}) == 1
+    assert len({config.identity for config in configs}) == len(DAEMONS)
+
+
+def test_the_session_timeout_is_one_the_servers_grant(compose: dict[str, Any]) -> None:
+    # ZooKeeper clamps session timeouts to 2..20 ticks by default.
+    tick_s = int(environment(service(compose, "zoo1"))["ZOO_TICK_TIME"]) / 1000
+    for name in DAEMONS:
+        assert 2 * tick_s <= daemon_config(service(compose, name)).session_timeout_s <= 20 * tick_s
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + stripped).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    return instructions
+
+
+def test_the_dockerfile_builds_on_python_slim_and_installs_the_package() -> None:
+    instructions = dockerfile_instructions()
+    bases = [arguments for keyword, arguments in instructions if keyword == "FROM"]
+    assert bases == ["python:3.11-slim"]
+    runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
+    assert re.search(r"pip install\b", runs)
+
+
+def test_the_dockerfile_runs_the_daemon_as_a_non_root_user() -> None:
+    instructions = dockerfile_instructions()
+    users = [arguments for keyword, arguments in instructions if keyword == "USER"]
+    assert users, "the image must not run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+    entrypoints = [arguments for keyword, arguments in instructions if keyword == "ENTRYPOINT"]
+    # Exec form: the daemon is the process that gets docker stop's SIGTERM, not a shell.
+    assert json.loads(entrypoints[-1]) == ["python", "-m", "election_daemon"]
+
+
+def test_the_entrypoint_module_starts() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "election_daemon", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ELECTION_DAEMON_HOSTS" in result.stdout
+
+
+def test_the_build_context_holds_what_pip_install_needs() -> None:
+    rules = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    # An allow-list: everything is excluded, then the package's sources are let back in.
+    assert rules[0] == "*"
+    assert {"!pyproject.toml", "!election_daemon/"} <= set(rules)
