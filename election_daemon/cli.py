@@ -108,6 +108,6 @@ def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> in
         log.exception("internal_error", reason=f"{type(e).__name__}: {e}")
         error(f"internal error: {type(e).__name__}: {e} (a bug; the log has the traceback)")
         return ExitCode.FAILURE
-    if code in (ExitCode.ZK_UNREACHABLE, ExitCode.ZK_REFUSED, ExitCode.COMMAND_FAILED):
+    if code in (ExitCode.USAGE, ExitCode.ZK_UNREACHABLE, ExitCode.ZK_REFUSED, ExitCode.COMMAND_FAILED):
         error(daemon.failure or ExitCode(code).name.lower())
     return code

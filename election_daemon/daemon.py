@@ -21,9 +21,12 @@ import contextlib
 import signal
 from typing import Any
 
+import prometheus_client
+
 from ._exitcodes import ExitCode
 from .config import ChildExitPolicy, DaemonConfig
 from .election import Election, ElectionState, Term, Transition
+from .endpoints import Endpoints, start_endpoints
 from .errors import (
     ChildError,
     ConfigError,
@@ -33,6 +36,7 @@ from .errors import (
     ZooKeeperError,
 )
 from .hooks import HookRunner
+from .metrics import ElectionMetrics
 from .supervisor import ChildExit, ChildSupervisor
 from .systemd import SystemdNotifier
 
@@ -77,6 +81,23 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.failure: str | None = None
         """One line saying why the daemon gave up, for stderr."""
+        self.metrics = ElectionMetrics(
+            self.election,
+            registry=prometheus_client.REGISTRY,
+            child_running=(lambda: self.child_pid is not None) if supervisor is not None else None,
+        )
+        self._endpoints: Endpoints | None = None
+
+    # -- what the endpoints show ----------------------------------------------------
+
+    @property
+    def metrics_registry(self) -> prometheus_client.CollectorRegistry:
+        return self.metrics.registry
+
+    @property
+    def child_pid(self) -> int | None:
+        s = self.supervisor
+        return s.pid if s is not None and s.running else None
 
     # -- the view every log line carries ---------------------------------------------
 
@@ -108,6 +129,13 @@ class Daemon:
         for warning in self.config.warnings:
             self.log.warning("config_warning", reason=warning)
         try:
+            if self.config.http_address is not None:
+                # Before joining: a port already taken is a usage error, not a reason to lead.
+                try:
+                    self._endpoints = await start_endpoints(self, *self.config.http_address)
+                except ConfigError as e:
+                    return self._fail(ExitCode.USAGE, "http_failed", e)
+                self.log.info("http_listening", url=self._endpoints.url)
             # A signal while still connecting must not wait out --connect-timeout.
             join = asyncio.ensure_future(self._join())
             exit_requested = asyncio.ensure_future(self._exit.wait())
@@ -176,6 +204,8 @@ class Daemon:
         # only when our node goes, and that is after our child is gone.
         await self.election.stop()
         await self._stop_child("stopped")
+        if self._endpoints is not None:
+            await self._endpoints.close()
         await self.hooks.close()
         for task in list(self._tasks):
             task.cancel()
@@ -237,6 +267,7 @@ class Daemon:
             self.log.error("child_failed", reason=self.failure)
             self.request_exit(ExitCode.COMMAND_FAILED)
             return
+        self.metrics.child_started()
         # Leadership may have ended while the child was being started.
         if not self.election.is_leader:
             await self._stop_child("revoked_during_start")

@@ -375,10 +375,10 @@ class Election:
 
     async def stop(self) -> None:
         """Leave for good: revoke (callbacks first), delete our node, close an owned client."""
-        if self._state in (ElectionState.IDLE, ElectionState.STOPPED):
-            self._state = ElectionState.STOPPED
-            return
-        await self._shutdown("stopped")
+        if self._state is ElectionState.IDLE:
+            self._set(ElectionState.STOPPED, "stopped", "stopped")
+        elif self._state is not ElectionState.STOPPED:
+            await self._shutdown("stopped")
 
     async def _shutdown(self, reason: str) -> None:
         if self._state is ElectionState.LEADING:
@@ -585,6 +585,9 @@ class Election:
                 self._set_following()
                 await first_of(node_gone, session.not_connected(), self._wake_future())
                 continue
+            if self._state is ElectionState.FOLLOWING:
+                # Not an edge: the moment a failover begins, as this participant sees it.
+                self._set(self._state, "predecessor_gone", None, force=True)
             await self._lead(candidacy, position)
             return
 

@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 
 
-async def eventually(predicate: Callable[[], bool], *, timeout_s: float = 20.0, what: str = "condition") -> None:
+async def eventually(
+    predicate: Callable[[], bool], *, timeout_s: float = 20.0, what: str = "condition"
+) -> None:
     """Poll ``predicate`` until it holds; fail with ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not predicate():

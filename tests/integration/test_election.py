@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import aiozk
@@ -47,7 +48,9 @@ async def running(elections: Sequence[Election]) -> AsyncIterator[Sequence[Elect
 
 
 def make(hosts: str, path: str, rec: Recorder, n: int, **kwargs: object) -> list[Election]:
-    return [rec.attach(Election(hosts, path, identity=f"p{i}", session_timeout_s=T, **kwargs)) for i in range(n)]  # type: ignore[arg-type]
+    return [
+        rec.attach(Election(hosts, path, identity=f"p{i}", session_timeout_s=T, **kwargs)) for i in range(n)
+    ]  # type: ignore[arg-type]
 
 
 def leaders(elections: Sequence[Election]) -> list[Election]:
@@ -56,7 +59,7 @@ def leaders(elections: Sequence[Election]) -> list[Election]:
 
 def strictly_increasing(tokens: list[int]) -> bool:
     distinct = list(dict.fromkeys(tokens))  # a term resumed after a blip keeps its token
-    return all(a < b for a, b in zip(distinct, distinct[1:], strict=False))
+    return all(a < b for a, b in itertools.pairwise(distinct))
 
 
 async def test_three_contenders_exactly_one_leader(zk_hosts: str, zk_path: str) -> None:
@@ -101,7 +104,7 @@ async def test_resign_rejoins_at_the_back(zk_hosts: str, zk_path: str) -> None:
 async def test_cut_off_leader_is_revoked_before_anyone_else_is_elected(
     zk_hosts: str, zk_path: str, tcp_proxy: Callable[..., TcpProxy]
 ) -> None:
-    host, port = zk_hosts.split(",")[0].rsplit(":", 1)
+    host, port = zk_hosts.split(",", maxsplit=1)[0].rsplit(":", 1)
     proxy = tcp_proxy(host, int(port))
     rec = Recorder()
     cut = rec.attach(Election(proxy.address, zk_path, identity="cut", session_timeout_s=T))
@@ -138,7 +141,11 @@ async def test_session_expiry_rejoins_with_a_new_node(zk_hosts: str, zk_path: st
         await eventually(lambda: es[0].state is ElectionState.FOLLOWING, timeout_s=4 * T, what="rejoin")
         assert es[0].node != old_node
         assert second.token > first.token
-        assert rec.events("p0", "revoked")[0].reason in ("session_expired", "connection_lost", "lease_expired")
+        assert rec.events("p0", "revoked")[0].reason in (
+            "session_expired",
+            "connection_lost",
+            "lease_expired",
+        )
         await es[1].stop()
         third = await es[0].wait_for_leadership(10)
         assert third.token > second.token
@@ -174,7 +181,8 @@ async def test_election_path_deleted_mid_run(zk_hosts: str, zk_path: str) -> Non
                 break
         await eventually(lambda: len(leaders(es)) == 1 and rec.tokens()[-1] != first.token, what="a new term")
         await eventually(
-            lambda: sorted(e.state.value for e in es) == ["following", "following", "leading"], what="all rejoined"
+            lambda: sorted(e.state.value for e in es) == ["following", "following", "leading"],
+            what="all rejoined",
         )
         assert strictly_increasing(rec.tokens())
         assert len(await es[0].participants()) == 3
@@ -227,7 +235,9 @@ async def test_many_elections_share_one_client(zk_hosts: str, zk_path: str) -> N
 
 async def test_published_data_is_discoverable(zk_hosts: str, zk_path: str) -> None:
     rec = Recorder()
-    a = rec.attach(Election(zk_hosts, zk_path, identity="a", data={"addr": "10.0.0.1:8080"}, session_timeout_s=T))
+    a = rec.attach(
+        Election(zk_hosts, zk_path, identity="a", data={"addr": "10.0.0.1:8080"}, session_timeout_s=T)
+    )
     b = rec.attach(Election(zk_hosts, zk_path, identity="b", data=b"\x00raw", session_timeout_s=T))
     async with running([a, b]):
         leader = await b.leader()

@@ -689,6 +689,7 @@ def test_exit_code_values_are_the_documented_ones() -> None:
         "COMMAND_FAILED": 5,
         "LEADERSHIP_LOST": 6,
         "VERIFY_FAILED": 7,
+        "OPERATION_FAILED": 8,
     }
     assert ExitCode(3) is ExitCode.ZK_UNREACHABLE
     assert all(code.__doc__ for code in ExitCode)
@@ -698,8 +699,8 @@ def test_exit_code_table_rendering() -> None:
     table = render_exit_codes()
     lines = table.splitlines()
     assert lines[0] == "exit codes:"
-    assert lines[1] == "  0  OK               clean shutdown"
-    assert "  3  ZK_UNREACHABLE   no ZooKeeper server answered within --connect-timeout" in lines
+    assert lines[1] == "  0  OK                clean shutdown"
+    assert "  3  ZK_UNREACHABLE    no ZooKeeper server answered within --connect-timeout" in lines
     for code in ExitCode:
         assert f"  {code.value}  {code.name} " in table
     assert "128+N" in table

@@ -1,0 +1,277 @@
+"""The dashboard against real ZooKeeper: its HTTP API, its event stream, and its page in Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from _daemons import DaemonProcess, Daemons, run_daemon
+
+from election_daemon import Election
+
+T = 2.0
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+REQUIRE_BROWSER = "ELECTION_DAEMON_REQUIRE_BROWSER"
+_CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--remote-debugging-port=0",
+)
+_POLL_S = 0.05
+
+
+@contextlib.asynccontextmanager
+async def running(elections: Sequence[Election]) -> AsyncIterator[Sequence[Election]]:
+    try:
+        for e in elections:
+            await e.start()
+        yield elections
+    finally:
+        for e in elections:
+            with contextlib.suppress(Exception):
+                await e.stop()
+
+
+def make(hosts: str, path: str, n: int) -> list[Election]:
+    return [
+        Election(hosts, path, identity=f"p{i}", data={"addr": f"10.0.0.{i}:80"}, session_timeout_s=T)
+        for i in range(n)
+    ]
+
+
+async def start_dashboard(daemons: Daemons, hosts: str, path: str) -> tuple[DaemonProcess, str]:
+    """A dashboard process on a free port, and its URL once it serves."""
+    dashboard = daemons.start_args(
+        [
+            "dashboard",
+            "--hosts",
+            hosts,
+            "--path",
+            path,
+            "--listen",
+            "127.0.0.1:0",
+            "--session-timeout",
+            f"{T:g}",
+        ],
+        name="dashboard",
+    )
+    line = await asyncio.to_thread(dashboard.wait_for_line, lambda s: "http://" in s, timeout_s=30)
+    match = re.search(r"http://\S+/", line)
+    assert match is not None, line
+    return dashboard, match.group()
+
+
+async def wait_until(probe: Any, expected: Any, *, timeout_s: float, what: str) -> None:
+    """Poll the coroutine function ``probe`` until it returns ``expected``."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while (last := await probe()) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}: last saw {last!r}")
+        await asyncio.sleep(_POLL_S)
+
+
+class EventStream:
+    """The ``data:`` events of a server-sent event stream, parsed as JSON."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+
+    async def next(self) -> dict[str, Any]:
+        async with asyncio.timeout(20):
+            while True:
+                line = (await self.response.content.readline()).decode()
+                if line.startswith("data: "):
+                    event: dict[str, Any] = json.loads(line[len("data: ") :])
+                    return event
+
+    async def until(self, predicate: Any) -> dict[str, Any]:
+        while not predicate(event := await self.next()):
+            pass
+        return event
+
+
+async def test_dashboard_api_and_event_stream_follow_a_failover(zk_hosts: str, zk_path: str) -> None:
+    with Daemons() as daemons:
+        async with running(make(zk_hosts, zk_path, 2)) as es, aiohttp.ClientSession() as http:
+            term0 = await es[0].wait_for_leadership(10)
+            dashboard, url = await start_dashboard(daemons, zk_hosts, zk_path)
+            async with http.get(url) as page:
+                assert page.status == 200 and page.content_type == "text/html"
+                assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+                html = await page.text()
+            assert '<script src="dashboard.js"' in html and "http" not in html.split("<body>")[1]
+            async with http.get(f"{url}api/state") as response:
+                state = await response.json()
+            assert state["path"] == zk_path and state["connected"] is True
+            assert state["leader"]["id"] == "p0" and state["leader"]["token"] == term0.token
+            assert [p["id"] for p in state["participants"]] == ["p0", "p1"]
+            assert state["history"] == []
+            async with http.get(f"{url}events") as response:
+                assert response.content_type == "text/event-stream"
+                events = EventStream(response)
+                first = await events.next()
+                assert first["leader"]["id"] == "p0"
+                await es[0].stop()
+                term1 = await es[1].wait_for_leadership(10)
+                after = await events.until(lambda e: e["history"])
+            assert after["leader"]["token"] == term1.token
+            [change] = after["history"]
+            assert change["previous"]["id"] == "p0" and change["previous"]["token"] == term0.token
+            assert change["leader"]["id"] == "p1" and change["token"] == term1.token
+            assert change["leaderless_s"] == 0.0
+        dashboard.terminate()
+        assert await asyncio.to_thread(dashboard.wait, 15) == 0
+        assert dashboard.stderr == ""
+
+
+async def test_dashboard_refuses_a_bad_listen_address(zk_hosts: str, zk_path: str) -> None:
+    done = await asyncio.to_thread(
+        run_daemon, ["dashboard", "--hosts", zk_hosts, "--path", zk_path, "--listen", "localhost"]
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("election-daemon: error: --listen:") and done.stderr.count("\n") == 1
+
+
+# -- in a real browser -----------------------------------------------------------------
+
+
+def _require_chromium() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    if os.environ.get(REQUIRE_BROWSER):
+        pytest.fail(f"{CHROMIUM} is missing and {REQUIRE_BROWSER} is set: apt-get install -y chromium")
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium; set {REQUIRE_BROWSER} to fail instead)")
+
+
+class Chromium:
+    """Headless Chromium showing one URL, driven over the DevTools protocol."""
+
+    def __init__(self, url: str, profile: Path) -> None:
+        self.url = url
+        self.profile = profile
+        self.log_path = profile.with_suffix(".log")
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [CHROMIUM, *_CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self._socket: aiohttp.ClientWebSocketResponse | None = None
+        self._ids = 0
+
+    async def connect(self, http: aiohttp.ClientSession, *, timeout_s: float = 60.0) -> None:
+        """Find the DevTools port Chromium chose, then the page showing our URL."""
+        deadline = time.monotonic() + timeout_s
+        port_file = self.profile / "DevToolsActivePort"
+        while True:
+            assert self.process.poll() is None, f"chromium exited:\n{self.log_tail()}"
+            with contextlib.suppress(FileNotFoundError, ValueError, IndexError, aiohttp.ClientError):
+                port = int(port_file.read_text().splitlines()[0])
+                async with http.get(f"http://127.0.0.1:{port}/json/list") as response:
+                    targets = await response.json()
+                pages = [t for t in targets if t["type"] == "page" and t["url"].startswith(self.url)]
+                if pages:
+                    self._socket = await http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0)
+                    return
+            assert time.monotonic() < deadline, f"no DevTools page for {self.url}:\n{self.log_tail()}"
+            await asyncio.sleep(_POLL_S)
+
+    async def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page."""
+        assert self._socket is not None
+        self._ids += 1
+        request = {
+            "id": self._ids,
+            "method": "Runtime.evaluate",
+            "params": {"expression": expression, "returnByValue": True},
+        }
+        await self._socket.send_json(request)
+        async with asyncio.timeout(20):
+            while True:
+                message = await self._socket.receive_json()
+                if message.get("id") == self._ids:
+                    break
+        result = message["result"]
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    async def text(self, selector: str) -> str | None:
+        value = await self.evaluate(f"document.querySelector({json.dumps(selector)})?.textContent ?? null")
+        return None if value is None else str(value)
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        await asyncio.to_thread(self.process.wait, 10)
+
+
+@pytest.mark.timeout(120)
+async def test_dashboard_page_shows_the_leader_and_the_failover_in_chromium(
+    zk_hosts: str, zk_path: str, tmp_path: Path
+) -> None:
+    _require_chromium()
+    with Daemons() as daemons:
+        async with running(make(zk_hosts, zk_path, 2)) as es, aiohttp.ClientSession() as http:
+            term0 = await es[0].wait_for_leadership(10)
+            _dashboard, url = await start_dashboard(daemons, zk_hosts, zk_path)
+            browser = Chromium(url, tmp_path / "chromium")
+            try:
+                await browser.connect(http)
+
+                async def leader() -> tuple[str | None, str | None]:
+                    return await browser.text("#leader-id"), await browser.text("#leader-token")
+
+                await wait_until(leader, ("p0", str(term0.token)), timeout_s=30, what="p0 on the page")
+                rows = await browser.evaluate(
+                    "[...document.querySelectorAll('#participants tbody tr')]"
+                    ".map(r => [...r.cells].map(c => c.textContent))"
+                )
+                assert [row[1:3] for row in rows] == [["p0", str(term0.token)], ["p1", rows[1][2]]]
+                assert rows[0][0] == "★" and rows[0][5] == '{"addr":"10.0.0.0:80"}'
+                assert await browser.text("#connection") == "live"
+
+                await es[0].stop()
+                term1 = await es[1].wait_for_leadership(10)
+                await wait_until(leader, ("p1", str(term1.token)), timeout_s=20, what="p1 on the page")
+
+                async def last_change() -> list[str] | None:
+                    cells: list[str] | None = await browser.evaluate(
+                        "[...(document.querySelector('#history tbody tr')?.cells ?? [])]"
+                        ".map(c => c.textContent)"
+                    )
+                    return cells[1:5] if cells else None
+
+                await wait_until(
+                    last_change,
+                    [f"p0 ({term0.token})", "p1", str(term1.token), "direct"],
+                    timeout_s=20,
+                    what="the failover in the history",
+                )
+            finally:
+                await browser.close()
