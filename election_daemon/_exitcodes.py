@@ -38,9 +38,12 @@ class ExitCode(enum.IntEnum):
     COMMAND_FAILED = 5, "the leader-only command or a hook command does not exist or is not executable"
     LEADERSHIP_LOST = 6, "leadership ended and --exit-on-loss was given"
     VERIFY_FAILED = 7, "the verify subcommand found a violation"
-    OPERATION_FAILED = 8, (
-        "an operator command could not do what was asked: no leader to step down, no such "
-        "participant, or the new leader did not appear within --wait"
+    OPERATION_FAILED = (
+        8,
+        (
+            "an operator command could not do what was asked: no leader to step down, no such "
+            "participant, or the new leader did not appear within --wait"
+        ),
     )
 
 

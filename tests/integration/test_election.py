@@ -47,10 +47,8 @@ async def running(elections: Sequence[Election]) -> AsyncIterator[Sequence[Elect
                 await e.stop()
 
 
-def make(hosts: str, path: str, rec: Recorder, n: int, **kwargs: object) -> list[Election]:
-    return [
-        rec.attach(Election(hosts, path, identity=f"p{i}", session_timeout_s=T, **kwargs)) for i in range(n)
-    ]  # type: ignore[arg-type]
+def make(hosts: str, path: str, rec: Recorder, n: int) -> list[Election]:
+    return [rec.attach(Election(hosts, path, identity=f"p{i}", session_timeout_s=T)) for i in range(n)]
 
 
 def leaders(elections: Sequence[Election]) -> list[Election]:
