@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import math
 import signal
@@ -26,7 +27,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ._exitcodes import ExitCode
-from ._zk import first_of
 from .candidacy import Participant
 from .cli import PROG, error
 from .config import parse_hosts, validate_election_path
@@ -44,6 +44,7 @@ __all__ = [
     "status_main",
     "status_record",
     "terminal_text",
+    "until_interrupted",
     "watch_main",
 ]
 
@@ -58,6 +59,7 @@ _EXIT_CODES = {
     ExitCode.ZK_UNREACHABLE: "no ZooKeeper server answered within --connect-timeout",
     ExitCode.ZK_REFUSED: "ZooKeeper refused a request, such as reading the path without permission",
 }
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _ID_WIDTH = 48
 _DATA_WIDTH = 60
 
@@ -361,34 +363,33 @@ def _watch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _watch(options: ObserveOptions, args: argparse.Namespace) -> int:
-    interrupted = asyncio.get_running_loop().create_future()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _resolve, interrupted)
-    observer = options.observer()
-    changes = observer.changes()
-    try:
-        async with observer:
-            first = observer.latest()
-            assert first is not None
-            _emit(initial_record(first) if args.json else _initial_line(first), args.json)
-
-            async def follow() -> None:
-                async for change in changes:
-                    _emit(
-                        change_record(options.path, change) if args.json else _change_line(change), args.json
-                    )
-
-            await first_of(follow(), interrupted)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    await until_interrupted(_print_changes(options, as_json=args.json))
     return ExitCode.OK
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+async def _print_changes(options: ObserveOptions, *, as_json: bool) -> None:
+    observer = options.observer()
+    changes = observer.changes()
+    async with observer:
+        first = observer.latest()
+        assert first is not None
+        _emit(initial_record(first) if as_json else _initial_line(first), as_json)
+        async for change in changes:
+            _emit(change_record(options.path, change) if as_json else _change_line(change), as_json)
+
+
+async def until_interrupted(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` until it ends (raising what it raises) or SIGINT or SIGTERM cancels it."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 def _emit(line: str | dict[str, Any], as_json: bool) -> None:

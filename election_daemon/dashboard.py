@@ -20,16 +20,14 @@ import collections
 import importlib.resources
 import ipaddress
 import json
-import signal
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from ._cmd_observe import ObserveOptions, run_observer_command
+from ._cmd_observe import ObserveOptions, run_observer_command, until_interrupted
 from ._exitcodes import ExitCode
-from ._zk import first_of
 from .cli import PROG
 from .errors import ConfigError
 from .observer import LeaderChange, Snapshot
@@ -213,15 +211,11 @@ def _is_ipv6(host: str) -> bool:
 
 async def _serve(options: ObserveOptions, args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen)
-    loop = asyncio.get_running_loop()
-    stop: asyncio.Future[None] = loop.create_future()
+    await until_interrupted(_serve_until_cancelled(options, host, port))
+    return ExitCode.OK
 
-    def interrupted() -> None:
-        if not stop.done():
-            stop.set_result(None)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupted)
+async def _serve_until_cancelled(options: ObserveOptions, host: str, port: int) -> None:
     observer = options.observer()
     dashboard = Dashboard(options.path)
     # Subscribed before the first read, so that nothing is missed between it and serving.
@@ -230,17 +224,13 @@ async def _serve(options: ObserveOptions, args: argparse.Namespace) -> int:
     try:
         async with observer:
             await runner.setup()
-            site = web.TCPSite(runner, host, port)
             try:
-                await site.start()
+                await web.TCPSite(runner, host, port).start()
             except OSError as e:
-                raise ConfigError("--listen", f"cannot listen on {args.listen}: {e.strerror or e}") from None
+                raise ConfigError("--listen", f"cannot listen on {host}:{port}: {e.strerror or e}") from None
             bound_host, bound_port = runner.addresses[0][:2]
             shown = f"[{bound_host}]" if ":" in bound_host else bound_host
             print(f"{PROG} dashboard of {options.path}: http://{shown}:{bound_port}/", flush=True)
-            await first_of(dashboard.follow(snapshots, changes), stop)
+            await dashboard.follow(snapshots, changes)
     finally:
         await runner.cleanup()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    return ExitCode.OK

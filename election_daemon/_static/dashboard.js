@@ -88,7 +88,7 @@ function render(state) {
     if (change.leaderless_s === 0) gap = "direct";
     else if (change.leaderless_s !== null) gap = change.leaderless_s.toFixed(3) + " s";
     cell(row, gap);
-    cell(row, change.reason);
+    cell(row, change.reason.replaceAll("_", " "));
   }
   document.getElementById("no-history").hidden = state.history.length > 0;
 

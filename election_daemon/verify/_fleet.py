@@ -219,10 +219,12 @@ class Fleet:
             signal_group(participant.child_pgid, signal.SIGSTOP)
         participant.paused = True
 
-    def resume(self, participant: Participant, child_pgid: int | None) -> None:
-        """SIGCONT the command first, then the daemon: the command gets its chance to write stale."""
+    async def resume(self, participant: Participant, child_pgid: int | None, *, child_lead_s: float) -> None:
+        """SIGCONT the command, then ``child_lead_s`` later the daemon: the command runs on stale
+        for that long before its daemon can notice, and its writes must be refused."""
         if child_pgid is not None:
             signal_group(child_pgid, signal.SIGCONT)
+            await asyncio.sleep(child_lead_s)
         if participant.process is not None:
             signal_group(participant.process.pid, signal.SIGCONT)
         participant.paused = False
@@ -232,7 +234,7 @@ class Fleet:
         order = sorted(self.participants, key=lambda p: p.leading)
         for participant in order:
             if participant.paused:
-                self.resume(participant, participant.child_pgid)
+                await self.resume(participant, participant.child_pgid, child_lead_s=0.0)
             if not await self.terminate(participant, self.session_timeout_s + _EXIT_WAIT_S):
                 await self.kill(participant)
         for participant in self.participants:

@@ -24,7 +24,9 @@ from typing import Any
 from election_daemon.errors import ConfigError
 from election_daemon.fencing import SQLiteFence, StaleTokenError
 
-__all__ = ["main", "serve"]
+from ._history import Record
+
+__all__ = ["history_records", "main", "serve"]
 
 _LINE_LIMIT_BYTES = 65536
 
@@ -68,6 +70,42 @@ def _decide(fence: SQLiteFence, line: bytes) -> dict[str, Any]:
     except ConfigError:
         return {"ok": False, "reason": "bad_request"}
     return {"ok": True}
+
+
+def history_records(db: Path, *, now: float) -> list[Record]:
+    """The register's records for the history: every request, then its final state (at ``now``).
+
+    Read from the database after the register has exited: what it acknowledged must be there.
+    """
+    with SQLiteFence(db) as fence:
+        requests = fence.requests()
+        writes = fence.writes()
+        highest = fence.high_water_mark()
+    records: list[Record] = [
+        {
+            "t": round(request.received_monotonic_s, 6),
+            "source": "register",
+            "event": "request",
+            "seq": request.seq,
+            "op": request.op_id,
+            "writer": request.writer_id,
+            "token": request.token,
+            "verdict": "accepted" if request.accepted else "rejected",
+            "reason": request.reason,
+        }
+        for request in requests
+    ]
+    records.append(
+        {
+            "t": round(now, 6),
+            "source": "register",
+            "event": "final",
+            "accepted": [write.op_id for write in writes],
+            "last": writes[-1].op_id if writes else None,
+            "high_water": list(highest) if highest is not None else None,
+        }
+    )
+    return records
 
 
 def main() -> None:
