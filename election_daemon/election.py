@@ -48,7 +48,7 @@ from .candidacy import (
     step_down_request,
     write_handover,
 )
-from .config import default_identity, format_servers, parse_hosts, validate_election_path
+from .config import default_identity, parse_hosts, validate_election_path
 from .errors import (
     ConfigError,
     ConnectionLossError,
@@ -333,16 +333,12 @@ class Election:
         """
         if self._state is not ElectionState.IDLE:
             raise ElectionError(f"cannot start an election that is {self._state.value}")
-        if self._client is not None:
-            session = Session.for_client(self._client)
-        else:
-            session = Session(
-                ZooKeeper.create(
-                    format_servers(self._servers),
-                    chroot=self._chroot,
-                    session_timeout_s=self.requested_session_timeout_s,
-                )
-            )
+        session = Session.open(
+            servers=self._servers,
+            chroot=self._chroot,
+            session_timeout_s=self.requested_session_timeout_s,
+            client=self._client,
+        )
         self._session = session
         session.acquire()
         session.add_listener(self._on_session_change)

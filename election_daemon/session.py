@@ -28,6 +28,7 @@ from weakref import WeakKeyDictionary
 import aiozk
 
 from ._zk import ZkState, ZooKeeper
+from .config import format_servers
 from .errors import ConfigError, ConnectTimeoutError, ElectionError, SessionLostError, ZooKeeperError
 from .lease import Lease
 
@@ -94,6 +95,21 @@ class Session:
         self.last_change_monotonic = clock()
 
     # -- sharing ---------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        servers: tuple[tuple[str, int], ...],
+        chroot: str | None,
+        session_timeout_s: float,
+        client: aiozk.ZKClient | None,
+    ) -> Session:
+        """The session to use: the shared one of ``client``, else a new hardened one of our own."""
+        if client is not None:
+            return cls.for_client(client)
+        zk = ZooKeeper.create(format_servers(servers), chroot=chroot, session_timeout_s=session_timeout_s)
+        return cls(zk)
 
     @classmethod
     def for_client(cls, client: aiozk.ZKClient) -> Session:
