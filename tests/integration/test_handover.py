@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _daemons import Daemons, LeaderChild
 from _waits import eventually
 from test_election import Recorder, T, leaders, running
 
@@ -117,3 +118,26 @@ async def test_on_failover_the_highest_priority_leads_directly(zk_hosts: str, zk
         await es[2].wait_for_leadership(10)
         assert elected_ids(rec) == ["first", "preferred"]
         assert any(t.event == "deferred" for t in rec.transitions if t.id == "next-in-line")
+
+
+async def test_step_down_of_daemons_stops_the_child_and_starts_the_named_one(
+    zk_hosts: str, zk_path: str, tmp_path: Path
+) -> None:
+    with Daemons() as daemons:
+        children = {name: LeaderChild(tmp_path / name) for name in ("a", "b", "c")}
+        started = {}
+        for name, child in children.items():  # in order: a leads, b then c queue behind it
+            started[name] = daemons.start(zk_hosts, zk_path, identity=name, command=child.command())
+            await asyncio.to_thread(started[name].wait_for, "joined")
+        await asyncio.to_thread(children["a"].wait_started)
+        result = await step_down("--hosts", zk_hosts, "--path", zk_path, "--to", "c", "--wait", "10")
+        assert result.returncode == 0, result.stderr
+        c_record = await asyncio.to_thread(children["c"].wait_started)
+        a_record = children["a"].records()[0]
+        assert a_record.stopped_monotonic is not None
+        assert a_record.stopped_monotonic < c_record.started_monotonic
+        assert int(c_record.env["ELECTION_TOKEN"]) > int(a_record.env["ELECTION_TOKEN"])
+        assert children["b"].records() == []  # no intermediate leader
+        revoked = started["a"].wait_for("revoked")
+        assert revoked["reason"] == "step_down"
+        assert started["a"].returncode is None  # a stepped-down daemon contends again
