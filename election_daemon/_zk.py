@@ -344,10 +344,15 @@ class ZooKeeper:
 
     async def children(self, path: str, *, watch: bool = False) -> list[str]:
         """List ``path``'s children; with ``watch`` the next change fires :meth:`watch_children`."""
+        names, _ = await self.children_and_stat(path, watch=watch)
+        return names
+
+    async def children_and_stat(self, path: str, *, watch: bool = False) -> tuple[list[str], Stat]:
+        """``path``'s children and its own stat, in one request."""
         response = await self._call(
             f"list {path}", protocol.GetChildren2Request(path=self._path(path), watch=watch)
         )
-        return list(response.children)
+        return list(response.children), Stat._from_aiozk(response.stat)
 
     async def get(self, path: str, *, watch: bool = False) -> tuple[bytes, Stat]:
         """Read a node; with ``watch`` its deletion or change will fire :meth:`watch`'s future."""

@@ -223,6 +223,8 @@ class Position:
     mine: Contender
     contenders: tuple[Contender, ...]
     preceding: tuple[str, ...]
+    path_has_data: bool
+    """Whether the election path holds data (a handover request) worth reading."""
 
 
 class Candidacy:
@@ -259,7 +261,7 @@ class Candidacy:
 
     async def position(self) -> Position:
         """Our node's place in the queue; raises NoNodeError if our node is gone."""
-        children = await self.zk.children(self.path)
+        children, path_stat = await self.zk.children_and_stat(self.path)
         contenders = parse_contenders(children)
         ours = [c for c in contenders if c.guid == self.guid]
         if not ours:
@@ -273,7 +275,7 @@ class Candidacy:
         preceding = tuple(f"{self.path}/{c.name}" for c in contenders if c.sequence < mine.sequence)
         others = tuple(c for c in contenders if c.guid != self.guid)
         ordered = tuple(sorted((*others, mine)))
-        return Position(self.node, mine, ordered, preceding)
+        return Position(self.node, mine, ordered, preceding, path_stat.data_length > 0)
 
     async def leave(self) -> None:
         """Delete our node (best effort: a closed session deletes it anyway)."""

@@ -33,7 +33,7 @@ from typing import Any
 
 import aiozk
 
-from ._zk import MAX_DATA_BYTES, GuardFailedError, ZooKeeper, first_of
+from ._zk import MAX_DATA_BYTES, GuardFailedError, Stat, ZooKeeper, first_of
 from .candidacy import (
     Candidacy,
     Contender,
@@ -573,19 +573,46 @@ class Election:
         """Follow, then lead, while the session stays connected; returns when it does not."""
         zk = candidacy.zk
         session = self.session
+        own: _OwnNode | None = None
+        predecessor_went = False
         while session.is_connected():
-            position = await candidacy.position()
+            if predecessor_went:
+                # We are probably first now: read the queue and our own node in one round
+                # trip. Failover time is what users measure us by.
+                position, fresh = await asyncio.gather(candidacy.position(), self._read_own(candidacy))
+                own = fresh
+                if fresh.node != position.node:  # an orphan of ours was older: lead with that
+                    fresh.cancel()
+                    own = None
+            else:
+                position = await candidacy.position()
             predecessor = await self._arm_predecessor_watch(zk, position.preceding)
             if predecessor is not None:
+                if own is not None:
+                    own.cancel()
+                    own = None
                 node_gone, _ = predecessor
                 self._set_following()
                 await first_of(node_gone, session.not_connected(), self._wake_future())
+                predecessor_went = True
                 continue
             if self._state is ElectionState.FOLLOWING:
                 # Not an edge: the moment a failover begins, as this participant sees it.
                 self._set(self._state, "predecessor_gone", None, force=True)
-            await self._lead(candidacy, position)
+            await self._lead(candidacy, position, own)
             return
+
+    async def _read_own(self, candidacy: Candidacy) -> _OwnNode:
+        """Our node: owner, data and czxid, watched from now on."""
+        node = candidacy.node
+        assert node is not None
+        change = candidacy.zk.watch(node)
+        try:
+            raw, stat = await candidacy.zk.get(node, watch=True)
+        except BaseException:
+            change.cancel()
+            raise
+        return _OwnNode(node, change, raw, stat)
 
     def _set_following(self) -> None:
         if self._state is ElectionState.SUSPENDED:
@@ -615,17 +642,15 @@ class Election:
             return gone, node
         return None
 
-    async def _lead(self, candidacy: Candidacy, position: Position) -> None:
+    async def _lead(self, candidacy: Candidacy, position: Position, own: _OwnNode | None) -> None:
         zk = candidacy.zk
         session = self.session
-        node = candidacy.node
-        assert node is not None
-        own_change = zk.watch(node)
+        node = position.node
+        if own is None:
+            own = await self._read_own(candidacy)
+        own_change, raw, stat = own.change, own.raw, own.stat
         try:
-            # One round trip for both: failover time is what users measure us by.
-            handover, (raw, stat) = await asyncio.gather(
-                read_handover(zk, self.path), zk.get(node, watch=True)
-            )
+            handover = await read_handover(zk, self.path) if position.path_has_data else None
             if await self._defer_to_another(candidacy, position, handover):
                 own_change.cancel()
                 return
@@ -747,6 +772,20 @@ class Election:
             for fut in requests:
                 if not fut.done():
                     fut.set_result(None)
+
+
+@dataclass(slots=True)
+class _OwnNode:
+    """What leading needs to know of our own node, and the watch on it."""
+
+    node: str
+    change: asyncio.Future[None]
+    raw: bytes
+    stat: Stat
+
+    def cancel(self) -> None:
+        """Stop watching our node (we are not leading with it, or not yet)."""
+        self.change.cancel()
 
 
 def _timer(delay_s: float) -> asyncio.Future[None]:
