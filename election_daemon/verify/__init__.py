@@ -14,7 +14,9 @@ the command that writes to it), :mod:`._history`, :mod:`._checker`, :mod:`._repo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import traceback
 from collections.abc import Mapping, Sequence
 
 from election_daemon._exitcodes import ExitCode
@@ -46,6 +48,12 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     except ElectionError as e:
         _error(str(e))
         return ExitCode.ZK_UNREACHABLE
+    except Exception as e:
+        trace = options.report_dir / "traceback.txt"
+        with contextlib.suppress(OSError):
+            trace.write_text(traceback.format_exc())
+        _error(f"internal error: {type(e).__name__}: {e} (a bug; the traceback is in {trace})")
+        return ExitCode.FAILURE
     write_report(result, options.report_dir, sys.stdout)
     return ExitCode.OK if result.verdict.ok else ExitCode.VERIFY_FAILED
 

@@ -11,7 +11,8 @@ Four checks, each with its own violations (reliability.md, section c):
   older command received after the newer term began was rejected; or when an operator
   deleted the leader's node, if it lasted no longer than the kill grace plus slack and no
   older write was accepted after the newer token's first. Every overlap is listed.
-- **liveness**: after every fault heals, a leader-only command runs within T + slack.
+- **liveness**: after every fault heals, a leader-only command runs within T + slack; no
+  daemon exits unless signalled.
 - **no_lost_writes**: every write the register acknowledged, to the register's log or to
   the writer, is in the register's final state, and its final read is its last write.
 
@@ -208,11 +209,14 @@ def check(history: History, params: CheckParams) -> Verdict:
     ops = _op_runs(history, runs)
     faults = _faults(history)
     overlaps = _overlaps(runs, _Evidence(_term_begins(terms), requests, ops, faults, params))
-    outcomes = _fault_outcomes(faults, runs, history.end, params)
+    # The run's own shutdown stops every command: observation ends there.
+    shutdown = history.first("runner", "shutdown")
+    observed_until = float(shutdown["t"]) if shutdown is not None else history.end
+    outcomes = _fault_outcomes(faults, runs, observed_until, params)
     checks = (
         _check_safety(history, terms, requests),
         _check_containment(overlaps, params),
-        _check_liveness(outcomes, params),
+        _check_liveness(history, outcomes, params),
         _check_no_lost_writes(history, requests),
     )
     return Verdict(
@@ -606,9 +610,12 @@ def _explain(older: ChildRun, newer: ChildRun, start: float, end: float, evidenc
         (
             f
             for f in faults
+            # The operator's deletions (a recursive delete may take several rounds) touched the
+            # older command's term, and the overlap began soon after.
             if f.name in _DELETION_FAULTS
-            and older.start <= f.start <= start + _EPSILON_S
-            and start - f.start <= params.liveness_bound_s
+            and f.start <= older.end
+            and older.start <= f.heal + _EPSILON_S
+            and start - f.heal <= params.liveness_bound_s
         ),
         None,
     )
@@ -679,11 +686,11 @@ def _check_containment(overlaps: list[Overlap], params: CheckParams) -> CheckRes
 
 
 def _fault_outcomes(
-    faults: list[_Fault], runs: list[ChildRun], history_end: float, params: CheckParams
+    faults: list[_Fault], runs: list[ChildRun], observed_until: float, params: CheckParams
 ) -> list[FaultOutcome]:
     outcomes = []
     for index, fault in enumerate(faults):
-        boundary = faults[index + 1].start if index + 1 < len(faults) else history_end
+        boundary = faults[index + 1].start if index + 1 < len(faults) else observed_until
         before = max(
             (run for run in runs if run.start <= fault.start < run.end),
             key=lambda run: run.start,
@@ -735,9 +742,27 @@ def _recovery(runs: Iterable[ChildRun], t: float, until: float) -> float | None:
     return min(starts) - t if starts else None
 
 
-def _check_liveness(outcomes: list[FaultOutcome], params: CheckParams) -> CheckResult:
+def _unexpected_exits(history: History) -> list[Violation]:
+    """Daemons that exited although nobody signalled them: a crash is a bug, and a lost contender."""
+    signalled = {_incarnation(r) for r in history.select("fleet", "daemon_killed", "daemon_terminated")}
+    return [
+        Violation(
+            "liveness",
+            "daemon_died",
+            f"{record.get('process')}'s daemon (pid {record.get('daemon_pid')}) exited by itself with "
+            f"status {record.get('returncode')}",
+            float(record["t"]),
+            float(record["t"]),
+            {"process": record.get("process"), "returncode": record.get("returncode")},
+        )
+        for record in history.select("fleet", "daemon_exited")
+        if _incarnation(record) not in signalled
+    ]
+
+
+def _check_liveness(history: History, outcomes: list[FaultOutcome], params: CheckParams) -> CheckResult:
     bound = params.liveness_bound_s
-    violations = []
+    violations = _unexpected_exits(history)
     for outcome in outcomes:
         if outcome.recovery_s is None or outcome.recovery_s > bound:
             waited = (

@@ -5,9 +5,10 @@ It reaches every ZooKeeper server through a :class:`~election_daemon.testing.Tcp
 own, so that the nemesis can cut off or slow down one participant alone. Its stdout (its JSON
 log and its command's lines) becomes history records as it arrives; the participant's view
 (state, token, node, session, running command) is kept up to date from them, for the nemesis
-to pick targets. Every process change made from outside is recorded too: a SIGKILL
-(``daemon_killed``), an exit (``daemon_exited``), and, when a daemon dies without reporting its
-command's exit, the moment its command's process group is seen gone (``child_gone``).
+to pick targets. Every process change made from outside is recorded too: a SIGTERM
+(``daemon_terminated``), a SIGKILL (``daemon_killed``), an exit (``daemon_exited``), and, when a
+daemon dies without reporting its command's exit, the moment its command's process group is
+seen gone (``child_gone``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -32,6 +34,7 @@ __all__ = ["Fleet", "Participant"]
 
 _WORKLOAD = Path(__file__).with_name("_workload.py")
 _GONE_POLL_S = 0.005
+_REAP_HANDOVER_S = 0.05
 # How long a dead daemon's command may outlive it before we kill it ourselves.
 _ORPHAN_DEADLINE_S = 5.0
 _EXIT_WAIT_S = 10.0
@@ -62,7 +65,8 @@ class Participant:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.returncode is None
+        """From start until its exit is seen (``exited``), which is before asyncio reaps it."""
+        return self.process is not None and not self.exited.is_set()
 
     @property
     def leading(self) -> bool:
@@ -182,12 +186,15 @@ class Fleet:
         self.recorder.add(
             time.monotonic(), "fleet", "daemon_started", process=participant.name, daemon_pid=process.pid
         )
-        participant.tasks = [asyncio.create_task(self._follow(participant, process))]
+        participant.tasks = [
+            asyncio.create_task(self._read(participant, process)),
+            asyncio.create_task(self._watch_exit(participant, process)),
+        ]
 
     async def kill(self, participant: Participant) -> None:
         """SIGKILL the daemon's process group and wait for its exit (its command is watched)."""
         process = participant.process
-        if process is None or process.returncode is not None:
+        if process is None or not participant.running:
             return
         self.recorder.add(
             time.monotonic(), "fleet", "daemon_killed", process=participant.name, daemon_pid=process.pid
@@ -198,8 +205,11 @@ class Fleet:
     async def terminate(self, participant: Participant, timeout_s: float) -> bool:
         """SIGTERM the daemon, as a service manager stopping it would; True if it exited in time."""
         process = participant.process
-        if process is None or process.returncode is not None:
+        if process is None or not participant.running:
             return True
+        self.recorder.add(
+            time.monotonic(), "fleet", "daemon_terminated", process=participant.name, daemon_pid=process.pid
+        )
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
         return await self.wait_exit(participant, timeout_s)
@@ -246,16 +256,18 @@ class Fleet:
 
     # -- following a daemon ------------------------------------------------------------------
 
-    async def _follow(self, participant: Participant, process: asyncio.subprocess.Process) -> None:
+    async def _read(self, participant: Participant, process: asyncio.subprocess.Process) -> None:
+        """Take every line of the daemon's stdout, which its command shares, until both are gone."""
         assert process.stdout is not None
-        raw = (self._log_dir / f"{participant.name}.log").open("ab")
-        try:
+        with (self._log_dir / f"{participant.name}.log").open("ab") as raw:
             while line := await process.stdout.readline():
                 raw.write(line)
                 self._take(participant, process.pid, line)
-            returncode = await process.wait()
-        finally:
-            raw.close()
+
+    async def _watch_exit(self, participant: Participant, process: asyncio.subprocess.Process) -> None:
+        # Not Process.wait(): it returns only once every holder of the stdout pipe has closed
+        # it, and an orphaned command holds it.
+        returncode = await _exit_status(process)
         self.recorder.add(
             time.monotonic(),
             "fleet",
@@ -333,3 +345,36 @@ class Fleet:
             participant.child_pgid = fields["pgid"]
         elif event == "child_exited" and fields.get("pgid") == participant.child_pgid:
             participant.child_pgid = None
+
+
+async def _exit_status(process: asyncio.subprocess.Process) -> int | None:
+    """Once the process has exited: its status as ``Popen.returncode`` has it (None if unknown).
+
+    Waits on a pidfd and reads the status without reaping, which stays asyncio's business.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except ProcessLookupError:
+        return process.returncode  # already reaped
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, wake)
+    try:
+        await exited
+        # A readable pidfd means the process has exited: this returns at once.
+        info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)  # noqa: ASYNC222
+    except ChildProcessError:
+        info = None  # asyncio's child watcher reaped it first
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    if info is None:
+        # The watcher's thread hands the status over to the loop in a moment.
+        await asyncio.sleep(_REAP_HANDOVER_S)
+        return process.returncode
+    return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status

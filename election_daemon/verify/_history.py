@@ -17,10 +17,12 @@ process of the host), ``source`` and ``event``; the rest depends on the source:
     Faults: ``start``, ``heal`` and ``healed`` (healing complete), with ``fault``, ``fault_id``
     and ``target``.
 ``fleet``
-    Process lifecycle seen from outside: ``daemon_started``, ``daemon_killed`` (SIGKILL sent),
-    ``daemon_exited``, ``child_gone`` (a killed daemon's command seen dead).
+    Process lifecycle seen from outside: ``daemon_started``, ``daemon_terminated`` (SIGTERM
+    sent), ``daemon_killed`` (SIGKILL sent), ``daemon_exited`` (with ``returncode``),
+    ``child_gone`` (a dead daemon's command seen gone).
 ``runner``
-    ``params`` (first): the run's parameters; ``end`` (last).
+    ``params`` (first): the run's parameters; ``no_leader`` (none found before a fault);
+    ``shutdown`` (the daemons are being stopped: observation ends); ``end`` (last).
 """
 
 from __future__ import annotations

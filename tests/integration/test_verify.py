@@ -1,0 +1,125 @@
+"""``election-daemon verify`` end to end: real ZooKeeper, daemons, register and faults, then its report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _daemons import daemon_environment
+
+from election_daemon._exitcodes import ExitCode
+
+
+def _verify(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "election_daemon", "verify", *args],
+        env=daemon_environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        start_new_session=True,
+    )
+
+
+def _verdict(report: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((report / "verdict.json").read_text())
+    return document
+
+
+@pytest.mark.timeout(110)
+def test_short_run_on_a_local_ensemble_passes_and_reports(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+
+    result = _verify(
+        "--quick",
+        "--faults-from",
+        "kill,pause,delete-node",
+        "--seed",
+        "7",
+        "--report",
+        str(report),
+        timeout_s=100,
+    )
+
+    assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+    assert "verify: PASS" in result.stdout
+    verdict = _verdict(report)
+    assert verdict["ok"]
+    assert [check["name"] for check in verdict["checks"]] == [
+        "safety",
+        "containment",
+        "liveness",
+        "no_lost_writes",
+    ]
+    assert sorted(fault["fault"] for fault in verdict["faults"]) == ["delete-node", "kill", "pause"]
+    assert all(fault["recovery_s"] is not None for fault in verdict["faults"])
+    kill = next(fault for fault in verdict["faults"] if fault["fault"] == "kill")
+    assert kill["failover_s"] is not None and kill["token_after"] > kill["token_before"]
+    # The paused leader's command was resumed before its daemon: its writes were refused.
+    safety = next(check for check in verdict["checks"] if check["name"] == "safety")
+    assert safety["metrics"]["accepted"] > 0 and safety["metrics"]["rejected"] > 0
+    assert any(overlap["cause"] == "pause" and overlap["excused"] for overlap in verdict["overlaps"])
+    html = (report / "report.html").read_text()
+    assert "<svg" in html and "PASS" in html and "http" not in html.replace("http://www.w3.org/2000/svg", "")
+    history = [json.loads(line) for line in (report / "history.jsonl").read_text().splitlines()]
+    assert {record["source"] for record in history} >= {
+        "daemon",
+        "workload",
+        "register",
+        "nemesis",
+        "fleet",
+        "runner",
+    }
+    assert [record["t"] for record in history] == sorted(record["t"] for record in history)
+
+
+@pytest.mark.timeout(90)
+def test_run_against_given_hosts_uses_only_client_side_faults(zk_hosts: str, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+
+    result = _verify(
+        "--hosts", zk_hosts, "--faults", "2", "--faults-from", "stop,slow", "--participants", "2",
+        "--seed", "3", "--report", str(report), timeout_s=80,
+    )  # fmt: skip
+
+    assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+    verdict = _verdict(report)
+    assert verdict["ok"]
+    assert len(verdict["faults"]) == 2
+    assert verdict["params"]["hosts"] == zk_hosts
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--participants", "1"], "--participants: must be 2 to 9"),
+        (["--ensemble", "4"], "--ensemble: must be 3 or 5"),
+        (["--faults-from", "kill,meteor"], "unknown fault 'meteor'"),
+        (["--hosts", "127.0.0.1:1", "--faults-from", "quorum-loss"], "quorum-loss needs a local ensemble"),
+        (["--hosts", "127.0.0.1:99999"], "--hosts"),
+        (["--quick", "--duration", "10"], "not allowed with argument"),
+        (["--session-timeout", "0.1"], "--session-timeout: must be 1 to 60 seconds"),
+        (["--seed", "x"], "invalid int value"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str) -> None:
+    result = _verify(*args, timeout_s=30)
+
+    assert result.returncode == ExitCode.USAGE
+    assert result.stdout == ""
+    assert result.stderr.startswith("election-daemon: error: ")
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_help_lists_the_faults() -> None:
+    result = _verify("--help", timeout_s=30)
+
+    assert result.returncode == 0
+    assert "zk-kill-connected" in result.stdout and "--faults-from" in result.stdout
