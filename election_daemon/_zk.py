@@ -9,6 +9,8 @@ What it adds to aiozk 0.32 (see shared research ``aiozk.md``):
   answers, so a silently cut connection could never recover), and a connection closed by
   the server suspends the session at once instead of waiting up to T for a ping to fail;
 - reconnection rounds retry with a short, bounded backoff (aiozk's grows to 60 s);
+- only the server saying "expired" ends a session: aiozk also drops the session when a
+  handshake fails (a server still electing its leader), losing leadership for nothing;
 - watch futures that unregister themselves when abandoned;
 - aiozk exceptions converted to :mod:`election_daemon.errors` at this boundary.
 
@@ -108,6 +110,10 @@ def _converted(what: str) -> Iterator[None]:
         raise ZooKeeperError(f"{what}: {type(e).__name__}") from e
 
 
+class _HandshakeFailedError(Exception):
+    """The server dropped the connection during the session handshake."""
+
+
 class _HardenedConnection(Connection):  # type: ignore[misc]
     """An aiozk connection whose loss is reported at once instead of at the next failed ping."""
 
@@ -128,6 +134,11 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc]
     """An aiozk session with bounded connection attempts and a short reconnect backoff."""
 
     max_backoff_s = 1.0
+    # aiozk's own attributes, declared for the type checker.
+    timeout: float
+    last_zxid: int | None
+    session_id: int | None
+    password: bytes
 
     async def make_connection(self, host: str, port: int) -> Connection | None:
         conn = _HardenedConnection(
@@ -169,6 +180,60 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc]
         if old is not None:
             task = asyncio.create_task(old.close(self.timeout))
             task.add_done_callback(_ignore_result)
+
+    async def repair_loop(self) -> None:
+        # aiozk's loop ends the session whenever a handshake fails, for instance when the
+        # server is still electing its ZooKeeper leader and drops us, and then silently opens
+        # a new one: a live session, its nodes and leadership thrown away. Here only the server
+        # saying "expired" ends the session; any other failure tries the next server with it.
+        backoff_s = 0.05
+        while not self.closing:
+            await self.state.wait_for(States.SUSPENDED, States.LOST)
+            if self.closing:
+                break
+            await self.find_server(allow_read_only=self.allow_read_only)
+            try:
+                await asyncio.wait_for(self._handshake(), max(self.timeout / max(len(self.hosts), 1), 0.5))
+            except zk_exc.SessionLost:
+                self.conn.abort(zk_exc.SessionLost)
+                await self.conn.close(self.timeout)
+                self.session_id = None
+                self.password = b"\x00"
+                continue
+            except (TimeoutError, _HandshakeFailedError, OSError):
+                self.conn.abort(zk_exc.ConnectError)
+                await self.conn.close(self.timeout)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, self.max_backoff_s)
+                continue
+            backoff_s = 0.05
+            self.state.transition_to(States.READ_ONLY if self.conn.start_read_only else States.CONNECTED)
+            self.conn.start_read_loop()
+            await self.set_existing_watches()
+
+    async def _handshake(self) -> None:
+        reply = await self.conn.send_connect(
+            protocol.ConnectRequest(
+                protocol_version=0,
+                last_seen_zxid=self.last_zxid or 0,
+                timeout=int((self.timeout or 0) * 1000),
+                session_id=self.session_id or 0,
+                password=self.password,
+                read_only=self.allow_read_only,
+            )
+        )
+        if reply is None:
+            # Dropped mid-handshake: not serving yet, or behind our last zxid. Not an expiry.
+            raise _HandshakeFailedError
+        zxid, response = reply
+        if response.session_id == 0:
+            if self.state.current_state != States.LOST:
+                self.state.transition_to(States.LOST)
+            raise zk_exc.SessionLost()
+        self.last_zxid = zxid
+        self.session_id = response.session_id
+        self.password = response.password
+        self.timeout = response.timeout / 1000
 
     def _connection_closed(self, conn: Connection) -> None:
         if conn is self.conn and self.state.current_state in (States.CONNECTED, States.READ_ONLY):

@@ -309,3 +309,27 @@ async def test_unreachable_zookeeper_times_out_clearly(tcp_proxy: Callable[..., 
     with pytest.raises(ConnectTimeoutError):
         await e.start()
     assert e.state is ElectionState.STOPPED
+
+
+@pytest.mark.ensemble
+async def test_killing_the_zookeeper_leader_keeps_our_session(zk_ensemble: ZooKeeperEnsemble) -> None:
+    """A ZooKeeper leader election re-arms every session: ours must survive it, and so must our term."""
+    rec = Recorder()
+    zk_leader = await asyncio.to_thread(zk_ensemble.leader)
+    e = rec.attach(Election(zk_leader.address, "/election/zk-leader", identity="p0", session_timeout_s=4.0))
+    e2 = rec.attach(Election(zk_ensemble.hosts, "/election/zk-leader", identity="p1", session_timeout_s=4.0))
+    async with running([e]):
+        first = await e.wait_for_leadership(10)
+        session_id = e.session.session_id
+        # Now let it reconnect anywhere, as a real client would.
+        e.session.zk.client.session.hosts = [
+            (host, int(port)) for host, port in (s.address.rsplit(":", 1) for s in zk_ensemble.servers)
+        ]
+        async with running([e2]):
+            await asyncio.to_thread(zk_leader.kill)
+            await eventually(lambda: bool(rec.events("p0", "revoked")), timeout_s=8, what="revocation")
+            await eventually(lambda: e.is_leader, timeout_s=12, what="leading again")
+            assert e.session.session_id == session_id
+            assert e.term is not None and e.term.token == first.token
+            assert not rec.events("p0", "session_lost")
+            assert not rec.events("p1", "elected")
