@@ -13,6 +13,7 @@
     │   ├── NoAuthError           ZooKeeper refused the request for lack of permission
     │   └── DataTooLargeError     node data larger than ZooKeeper accepts (jute.maxbuffer)
     ├── NotLeaderError            a leader-only action was tried without leadership, or it was lost
+    │   └── StaleTokenError       a fence refused a write's token (defined in election_daemon.fencing)
     └── ChildError                the leader-only command could not be started or supervised
 
 aiozk exceptions never leave this package: ``election_daemon._zk`` converts them at the
