@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all test demo check format bench clean
+.PHONY: all test demo verify check format bench clean
 
 all: test
 
@@ -23,6 +23,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	@scripts/ensure-system-packages zookeeper
 	$(PY) -m election_daemon.demo
+
+# Every fault once against a local ensemble (CI runs this too); the report lands in reports/.
+verify: $(STAMP)
+	@scripts/ensure-system-packages zookeeper
+	$(PY) -m election_daemon verify --quick --report reports/verify
 
 bench: $(STAMP)
 	@scripts/ensure-system-packages zookeeper
