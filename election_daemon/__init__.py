@@ -22,6 +22,7 @@ from .errors import (
     SessionLostError,
     ZooKeeperError,
 )
+from .observer import LeaderChange, Observer, Snapshot
 from .session import Session, SessionState
 
 __all__ = [
@@ -33,14 +34,17 @@ __all__ = [
     "Election",
     "ElectionError",
     "ElectionState",
+    "LeaderChange",
     "NoAuthError",
     "NoNodeError",
     "NodeExistsError",
     "NotLeaderError",
+    "Observer",
     "Participant",
     "Session",
     "SessionLostError",
     "SessionState",
+    "Snapshot",
     "Term",
     "Transition",
     "ZooKeeperError",

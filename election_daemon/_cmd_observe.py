@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import math
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -42,7 +43,6 @@ __all__ = [
     "load_options",
     "run_observer_command",
     "status_main",
-    "status_record",
     "terminal_text",
     "until_interrupted",
     "watch_main",
@@ -198,6 +198,10 @@ def run_observer_command(
         return ExitCode.ZK_REFUSED
     except KeyboardInterrupt:
         return ExitCode.OK
+    except BrokenPipeError:
+        # The reader went away (``watch | head -1``): done. Keep the final flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
 
 
 # -- showing attacker-controlled text ------------------------------------------------------
@@ -257,7 +261,8 @@ def _timestamp(unix_s: float) -> str:
 
 _STATUS_DESCRIPTION = (
     "Show the election at PATH: every participant in queue order, the leader first, and how\n"
-    "long the leader has led. Joins nothing."
+    "long the leader has led: at most since its node was created, as ZooKeeper records no\n"
+    "moment of takeover. Joins nothing."
 )
 
 
@@ -276,7 +281,7 @@ async def _status(options: ObserveOptions, args: argparse.Namespace) -> int:
     async with options.observer() as observer:
         snapshot = await observer.snapshot()
     if args.json:
-        print(json.dumps(status_record(snapshot)))
+        print(json.dumps(snapshot.as_dict()))
     elif sys.stdout.isatty():
         Console(highlight=False).print(_status_table(snapshot))
     else:
@@ -284,19 +289,13 @@ async def _status(options: ObserveOptions, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def status_record(snapshot: Snapshot) -> dict[str, Any]:
-    """``status --json``'s object: path, leader, leader_for_s, participants."""
-    record = snapshot.as_dict()
-    del record["connected"]  # a snapshot is always read on a connected session
-    return record
-
-
 def _headline(snapshot: Snapshot) -> str:
     path = terminal_text(snapshot.path, 200)
     if snapshot.leader is None:
         return f"{path}: no leader"
     led = snapshot.leader_for_s
-    duration = "" if led is None else f", leading for {_duration(led)}"
+    bound = "" if snapshot.takeover_seen else "at most "
+    duration = "" if led is None else f", leading for {bound}{_duration(led)}"
     return f"{path}: leader {_who(snapshot.leader)}{duration}"
 
 

@@ -9,7 +9,9 @@ election (it joins nothing) and serves:
 - ``/api/state``: the same state as one JSON object.
 
 The state is ``Snapshot.as_dict()`` (``leader_for_s`` as of the moment it is sent) plus
-``history``: the last leader changes the dashboard saw, newest first (``LeaderChange.as_dict()``).
+``takeover_seen`` (false: ``leader_for_s`` is an upper bound, see ``Snapshot``), ``connected``
+(false: ZooKeeper is out of reach and this is the last known state) and ``history``: the last
+leader changes the dashboard saw, newest first (``LeaderChange.as_dict()``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import collections
 import importlib.resources
 import ipaddress
 import json
+import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -34,7 +37,7 @@ from .observer import LeaderChange, Snapshot
 
 __all__ = ["Dashboard", "main"]
 
-HISTORY_SIZE = 20
+_HISTORY_SIZE = 20
 # Comment lines keep idle connections open through proxies and reveal departed browsers.
 _KEEPALIVE_S = 15.0
 _DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -56,7 +59,7 @@ _ASSETS = {
 class Dashboard:
     """The web application: feed it snapshots and changes; it pushes them to every page open."""
 
-    def __init__(self, path: str, *, history_size: int = HISTORY_SIZE) -> None:
+    def __init__(self, path: str, *, history_size: int = _HISTORY_SIZE) -> None:
         self.path = path
         self._snapshot: Snapshot | None = None
         self._history: collections.deque[LeaderChange] = collections.deque(maxlen=history_size)
@@ -72,12 +75,13 @@ class Dashboard:
                 "leader": None,
                 "leader_for_s": None,
                 "participants": [],
-                "connected": False,
             }
         else:
             state = snapshot.as_dict()
             if snapshot.leader_since is not None:
                 state["leader_for_s"] = round(max(0.0, time.time() - snapshot.leader_since), 3)
+        state["takeover_seen"] = snapshot is not None and snapshot.takeover_seen
+        state["connected"] = snapshot is not None and snapshot.connected
         state["history"] = [change.as_dict() for change in reversed(self._history)]
         return state
 
@@ -154,7 +158,7 @@ class Dashboard:
         self._notify()
 
 
-def _asset_handler(name: str, content_type: str) -> Any:
+def _asset_handler(name: str, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     body = importlib.resources.files("election_daemon").joinpath("_static", name).read_bytes()
 
     async def handler(_request: web.Request) -> web.Response:
@@ -188,7 +192,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def _parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT`` into (host, port); raise ConfigError naming --listen."""
     host, colon, port_text = text.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
@@ -210,7 +214,7 @@ def _is_ipv6(host: str) -> bool:
 
 
 async def _serve(options: ObserveOptions, args: argparse.Namespace) -> int:
-    host, port = parse_listen(args.listen)
+    host, port = _parse_listen(args.listen)
     await until_interrupted(_serve_until_cancelled(options, host, port))
     return ExitCode.OK
 
@@ -227,7 +231,8 @@ async def _serve_until_cancelled(options: ObserveOptions, host: str, port: int) 
             try:
                 await web.TCPSite(runner, host, port).start()
             except OSError as e:
-                raise ConfigError("--listen", f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+                reason = os.strerror(e.errno) if e.errno else str(e)
+                raise ConfigError("--listen", f"cannot listen on {host}:{port}: {reason}") from None
             bound_host, bound_port = runner.addresses[0][:2]
             shown = f"[{bound_host}]" if ":" in bound_host else bound_host
             print(f"{PROG} dashboard of {options.path}: http://{shown}:{bound_port}/", flush=True)

@@ -254,8 +254,15 @@ class Session:
         if predicate(self._state):
             fut.set_result(None)
         else:
-            self._state_waiters.append((predicate, fut))
+            entry = (predicate, fut)
+            self._state_waiters.append(entry)
+            # Waits abandoned between edges (every wake-up of an election makes one) go now.
+            fut.add_done_callback(lambda _f: self._forget_waiter(entry))
         return fut
+
+    def _forget_waiter(self, entry: tuple[Callable[[SessionState], bool], asyncio.Future[None]]) -> None:
+        with contextlib.suppress(ValueError):
+            self._state_waiters.remove(entry)
 
     async def _wait(self, predicate: Callable[[SessionState], bool]) -> None:
         fut = self._future(predicate)

@@ -25,6 +25,11 @@ function duration(seconds) {
   return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
 }
 
+// Unless the dashboard saw the takeover, ZooKeeper only tells when the leader's node was made.
+function leading(seconds) {
+  return (current.takeover_seen ? "" : "at most ") + duration(seconds);
+}
+
 function cell(row, value, title) {
   const td = row.insertCell();
   td.textContent = text(value);
@@ -46,7 +51,7 @@ function setConnection(state, label) {
 function tick() {
   if (!current || !current.leader) return;
   const led = current.leader_for_s + (Date.now() - receivedAt) / 1000;
-  document.getElementById("leader-for").textContent = duration(led);
+  document.getElementById("leader-for").textContent = leading(led);
 }
 
 function render(state) {
@@ -59,7 +64,7 @@ function render(state) {
   document.getElementById("leader-token").textContent = leader ? leader.token : "";
   document.getElementById("leader-session").textContent = leader ? leader.session_id : "";
   document.getElementById("leader-node").textContent = leader ? leader.node : "";
-  document.getElementById("leader-for").textContent = leader ? duration(state.leader_for_s) : "";
+  document.getElementById("leader-for").textContent = leader ? leading(state.leader_for_s) : "";
 
   const participants = document.querySelector("#participants tbody");
   participants.replaceChildren();

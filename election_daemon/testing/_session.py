@@ -34,6 +34,7 @@ def expire_session(hosts: str, session_id: int, password: bytes, *, timeout_s: f
     """
     servers = _parse_hosts(hosts)
     deadline = time.monotonic() + timeout_s
+    closed_once = False
     while True:
         for host, port in servers:
             try:
@@ -43,12 +44,20 @@ def expire_session(hosts: str, session_id: int, password: bytes, *, timeout_s: f
             except OSError:
                 continue  # down, or not serving: a server without a quorum drops the connection
             if not known:
+                if closed_once:
+                    return  # what we closed stayed closed
                 raise SessionLostError(
                     f"ZooKeeper does not know session {session_id:#x}: expired, or wrong password"
                 )
-            return
+            # The session's own client may reattach before our close is processed (attaching
+            # moves the session between connections), so only a server that no longer knows
+            # the session proves it ended: go round again until one says so.
+            closed_once = True
+            break
         if time.monotonic() >= deadline:
-            raise ConnectTimeoutError(f"no ZooKeeper server of {hosts} served within {timeout_s:g} s")
+            raise ConnectTimeoutError(
+                f"no ZooKeeper server of {hosts} ended the session within {timeout_s:g} s"
+            )
         time.sleep(_RETRY_INTERVAL_S)
 
 
@@ -68,12 +77,9 @@ def _close_session(host: str, port: int, session_id: int, password: bytes, *, ti
             return False
         _send(sock, CloseRequest().serialize(_CLOSE_XID))
         try:
-            reply = _receive(sock)
+            _xid, _zxid, error_code = _REPLY_HEADER.unpack_from(_receive(sock))
         except OSError:
-            # ZooKeeper may close the connection before its reply reaches us; the close was
-            # sent on a live session, and retrying would only find the session gone.
-            return True
-        _xid, _zxid, error_code = _REPLY_HEADER.unpack_from(reply)
+            return True  # the caller checks whether the session really ended
         if error_code != 0:
             raise ConnectionError(f"closing the session failed with ZooKeeper error {error_code}")
     return True
