@@ -51,6 +51,7 @@ from rich.text import Text
 from ._zk import ZooKeeper
 from .candidacy import Participant, read_queue
 from .errors import ConfigError, ElectionError, ZooKeeperError
+from .supervisor import process_group_alive
 from .testing import ZooKeeperEnsemble
 
 __all__ = [
@@ -75,7 +76,6 @@ __all__ = [
     "fault_plan",
     "main",
     "parse_line",
-    "process_group_alive",
 ]
 
 PARTICIPANT_IDS = ("alpha", "bravo", "charlie")
@@ -310,22 +310,6 @@ class Row:
     leader: bool
     gone: bool
     """Its process has ended; a killed daemon's node stays in the queue until its session expires."""
-
-
-def process_group_alive(pgid: int) -> bool:
-    """Whether any process of group ``pgid`` still runs; zombies do not count (nobody may reap them)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: the fields start after the last ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
 
 
 class SafetyCheck:

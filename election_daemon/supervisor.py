@@ -28,7 +28,7 @@ from ._eventlog import EventLog
 from ._lifeline import Lifeline, set_parent_death_signal
 from .errors import ChildError, ConfigError
 
-__all__ = ["ChildExit", "ChildSupervisor"]
+__all__ = ["ChildExit", "ChildSupervisor", "process_group_alive"]
 
 # How long processes may take to vanish once SIGKILLed (uninterruptible sleep, a loaded machine).
 _KILL_WAIT_S = 5.0
@@ -167,7 +167,7 @@ class ChildSupervisor:
         if previous is not None:
             if not previous.exited.done():
                 raise ChildError(f"child {previous.pid} is still running: stop it first")
-            if _group_alive(previous.pid):
+            if process_group_alive(previous.pid):
                 raise ChildError(
                     f"process group {previous.pid} of the last child still has members: stop it first"
                 )
@@ -277,7 +277,7 @@ class ChildSupervisor:
         self, child: _Child, signum: signal.Signals, reason: str, deadline: float
     ) -> bool:
         """Signal the group if it has members; True once the child is reaped and the group gone."""
-        if not child.exited.done() or _group_alive(child.pid):
+        if not child.exited.done() or process_group_alive(child.pid):
             try:
                 os.killpg(child.pid, signum)
             except ProcessLookupError:
@@ -293,7 +293,7 @@ class ChildSupervisor:
         if not child.exited.done():
             return False
         interval = _GROUP_POLL_FIRST_S
-        while _group_alive(child.pid):
+        while process_group_alive(child.pid):
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(interval)
@@ -308,7 +308,7 @@ class ChildSupervisor:
         returncode = child.popen.wait()
         result = ChildExit(pid=child.pid, returncode=returncode, stopped_by_us=child.stop_requested)
         child.exited.set_result(result)
-        group_alive = _group_alive(child.pid)
+        group_alive = process_group_alive(child.pid)
         self._log.info(
             "child_exited",
             pid=child.pid,
@@ -334,7 +334,7 @@ class ChildSupervisor:
                 self._log.warning("lifeline_lost", pgid=child.pid, reason=str(exc))
 
 
-def _group_alive(pgid: int) -> bool:
+def process_group_alive(pgid: int) -> bool:
     """Whether process group ``pgid`` has a member that is not a zombie.
 
     ``killpg(pgid, 0)`` alone also counts zombies, which are dead already and which an init

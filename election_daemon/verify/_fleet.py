@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from election_daemon.supervisor import process_group_alive
 from election_daemon.testing import TcpProxy
 
 from ._history import Recorder, daemon_record, wall_seconds
-from ._procs import PDEATHSIG_PREFIX, group_alive, signal_group
+from ._procs import PDEATHSIG_PREFIX, signal_group
 
 __all__ = ["Fleet", "Participant"]
 
@@ -287,7 +288,7 @@ class Fleet:
         """Record when a dead daemon's command is gone; kill it if it outlives the deadline."""
         deadline = time.monotonic() + _ORPHAN_DEADLINE_S
         forced = False
-        while group_alive(pgid):
+        while process_group_alive(pgid):
             if time.monotonic() > deadline and not forced:
                 signal_group(pgid, signal.SIGKILL)
                 forced = True

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import election_daemon
 
-__all__ = ["PDEATHSIG_PREFIX", "child_environment", "group_alive", "signal_group"]
+__all__ = ["PDEATHSIG_PREFIX", "child_environment", "signal_group"]
 
 # util-linux setpriv gives the child a parent-death signal: a verify run that is itself
 # SIGKILLed leaves no register or daemon behind. The kernel sends it when the forking *thread*
@@ -35,29 +35,6 @@ def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
     package_root = str(Path(election_daemon.__file__).resolve().parents[1])
     clean["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, clean.get("PYTHONPATH")]))
     return clean
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether process group ``pgid`` has a member that is not a zombie."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue  # exited since the listing
-        # The command name may hold spaces and parentheses; the fields after its last ")" are fixed.
-        state, _ppid, pgrp = stat[stat.rindex(b")") + 2 :].split(maxsplit=3)[:3]
-        if int(pgrp) == pgid and state != b"Z":
-            return True
-    return False
 
 
 def signal_group(pgid: int, signum: signal.Signals) -> bool:

@@ -39,6 +39,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from election_daemon.supervisor import process_group_alive
+
 __all__ = [
     "REPO_ROOT",
     "ChildRecord",
@@ -98,17 +100,7 @@ def _process_states() -> Iterator[tuple[int, int, bytes]]:
         yield int(entry.name), int(pgrp), state
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether process group ``pgid`` has a member that is not a zombie.
-
-    A zombie is dead already, and one reparented to an init that does not reap (some
-    containers' PID 1) would stay in the group for ever: ``killpg(pgid, 0)`` alone counts it.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return any(pgrp == pgid and state != b"Z" for _pid, pgrp, state in _process_states())
+group_alive = process_group_alive
 
 
 def process_alive(pid: int) -> bool:

@@ -24,9 +24,9 @@ from election_daemon.demo import (
     Summary,
     fault_plan,
     parse_line,
-    process_group_alive,
 )
 from election_daemon.errors import ConfigError
+from election_daemon.supervisor import process_group_alive
 
 pytestmark = pytest.mark.timeout(10)
 
