@@ -18,92 +18,75 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 
+from ._cmd_observe import ObserveOptions, run_observer_command
 from ._exitcodes import ExitCode
 from ._zk import ZooKeeper
 from .candidacy import Participant, read_queue, with_step_down_request, write_handover
 from .cli import error
-from .config import format_servers, parse_hosts, validate_election_path
-from .errors import ConfigError, ConnectTimeoutError, ElectionError, ZooKeeperError
+from .config import format_servers, parse_hosts
+from .errors import ConfigError, ElectionError
 
 __all__ = ["main"]
+
+_DESCRIPTION = (
+    "Ask the current leader of the election at PATH to resign: it stops its work and rejoins\n"
+    "at the back of the queue. With --to ID the named participant leads next, with one\n"
+    "failover and no leader in between. Returns once a new leader is first in the queue;\n"
+    "exit code 8 if there is no leader, no such participant, or no new leader within --wait."
+)
 
 
 class _StepDownError(ElectionError):
     """The step-down could not be done as asked."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="election-daemon step-down",
-        description="Ask the current leader to resign; with --to, name the participant that leads next.",
-    )
-    parser.add_argument("--hosts", help="ZooKeeper connect string (env ELECTION_DAEMON_HOSTS)")
-    parser.add_argument("--path", help="election path (env ELECTION_DAEMON_PATH)")
+def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """``election-daemon step-down``."""
+    return run_observer_command("step-down", _DESCRIPTION, argv, environ, add_arguments=_arguments, run=_run)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", metavar="ID", help="the participant (by identity) that should lead next")
     parser.add_argument(
-        "--wait", metavar="SECONDS", type=float, default=30.0, help="how long to wait for the new leader"
+        "--wait", metavar="SECONDS", type=float, default=30.0, help="how long to wait for the new leader (30)"
     )
-    parser.add_argument("--connect-timeout", metavar="SECONDS", type=float, default=10.0)
-    return parser
 
 
-def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
-    parser = _parser()
+async def _run(options: ObserveOptions, args: argparse.Namespace) -> int:
+    if not args.wait > 0:
+        raise ConfigError("--wait", f"must be a positive number of seconds, got {args.wait!r}")
+    servers, chroot = parse_hosts(options.hosts)
+    zk = ZooKeeper.create(format_servers(servers), chroot=chroot, session_timeout_s=options.session_timeout_s)
+    await zk.start(connect_timeout_s=options.connect_timeout_s)
     try:
-        args = parser.parse_args(list(argv))
-        hosts = args.hosts or environ.get("ELECTION_DAEMON_HOSTS")
-        path = args.path or environ.get("ELECTION_DAEMON_PATH")
-        if not hosts:
-            raise ConfigError("--hosts", "is required (or ELECTION_DAEMON_HOSTS)")
-        if not path:
-            raise ConfigError("--path", "is required (or ELECTION_DAEMON_PATH)")
-        servers, chroot = parse_hosts(hosts, "--hosts")
-        validate_election_path(path, "--path")
-        if not args.wait > 0:
-            raise ConfigError("--wait", f"must be a positive number of seconds, got {args.wait!r}")
-    except ConfigError as e:
-        error(str(e))
-        return ExitCode.USAGE
-    zk = ZooKeeper.create(format_servers(servers), chroot=chroot, session_timeout_s=10.0)
-    try:
-        print(asyncio.run(_step_down(zk, path, args.to, args.wait, args.connect_timeout)))
-    except ConnectTimeoutError as e:
-        error(str(e))
-        return ExitCode.ZK_UNREACHABLE
+        print(await _step_down(zk, options.path, args.to, args.wait))
     except _StepDownError as e:
         error(str(e))
         return ExitCode.OPERATION_FAILED
-    except ZooKeeperError as e:
-        error(str(e))
-        return ExitCode.ZK_REFUSED
+    finally:
+        await zk.close()
     return ExitCode.OK
 
 
-async def _step_down(
-    zk: ZooKeeper, path: str, to: str | None, wait_s: float, connect_timeout_s: float
-) -> str:
-    await zk.start(connect_timeout_s=connect_timeout_s)
-    try:
-        queue = await read_queue(zk, path)
-        if not queue:
-            raise _StepDownError(f"nobody leads {path}")
-        leader = queue[0]
-        target = _target(queue, to) if to is not None else None
-        if target is not None and target.node == leader.node:
-            return f"{_name(leader)} already leads {path} (token {leader.token})"
-        started = time.monotonic()
-        if target is not None:
-            await write_handover(zk, path, target.node)
-        raw, stat = await zk.get(leader.node)
-        await zk.set(leader.node, with_step_down_request(raw, uuid.uuid4().hex), version=stat.version)
-        new = await _wait_for_new_leader(zk, path, leader, target, started + wait_s)
-        took_s = time.monotonic() - started
-        return (
-            f"{path}: {_name(leader)} (token {leader.token}) -> {_name(new)} (token {new.token}) "
-            f"in {took_s:.3f} s"
-        )
-    finally:
-        await zk.close()
+async def _step_down(zk: ZooKeeper, path: str, to: str | None, wait_s: float) -> str:
+    queue = await read_queue(zk, path)
+    if not queue:
+        raise _StepDownError(f"nobody leads {path}")
+    leader = queue[0]
+    target = _target(queue, to) if to is not None else None
+    if target is not None and target.node == leader.node:
+        return f"{_name(leader)} already leads {path} (token {leader.token})"
+    started = time.monotonic()
+    if target is not None:
+        await write_handover(zk, path, target.node)
+    raw, stat = await zk.get(leader.node)
+    await zk.set(leader.node, with_step_down_request(raw, uuid.uuid4().hex), version=stat.version)
+    new = await _wait_for_new_leader(zk, path, leader, target, started + wait_s)
+    took_s = time.monotonic() - started
+    return (
+        f"{path}: {_name(leader)} (token {leader.token}) -> {_name(new)} (token {new.token}) "
+        f"in {took_s:.3f} s"
+    )
 
 
 def _target(queue: list[Participant], to: str) -> Participant:
