@@ -11,13 +11,13 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from _daemons import DaemonProcess, Daemons, run_daemon
+from _elections import running
 
 from election_daemon import Election
 
@@ -36,18 +36,6 @@ _CHROMIUM_FLAGS = (
     "--remote-debugging-port=0",
 )
 _POLL_S = 0.05
-
-
-@contextlib.asynccontextmanager
-async def running(elections: Sequence[Election]) -> AsyncIterator[Sequence[Election]]:
-    try:
-        for e in elections:
-            await e.start()
-        yield elections
-    finally:
-        for e in elections:
-            with contextlib.suppress(Exception):
-                await e.stop()
 
 
 def make(hosts: str, path: str, n: int) -> list[Election]:

@@ -4,60 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 
 import aiozk
 import pytest
+from _elections import Recorder, T, leaders, running, strictly_increasing
 from _waits import eventually
 
-from election_daemon import Election, ElectionState, NoNodeError, NotLeaderError, Term, Transition
+from election_daemon import Election, ElectionState, NoNodeError, NotLeaderError, Term
 from election_daemon._zk import GuardFailedError
 from election_daemon.testing import TcpProxy, ZooKeeperEnsemble, expire_session
-
-T = 2.0  # session timeout for these tests
-
-
-class Recorder:
-    """Every transition of several elections, in the order the loop saw them."""
-
-    def __init__(self) -> None:
-        self.transitions: list[Transition] = []
-
-    def attach(self, election: Election) -> Election:
-        election.add_listener(self.transitions.append)
-        return election
-
-    def events(self, identity: str, event: str) -> list[Transition]:
-        return [t for t in self.transitions if t.id == identity and t.event == event]
-
-    def tokens(self) -> list[int]:
-        return [t.token for t in self.transitions if t.event == "elected" and t.token is not None]
-
-
-@contextlib.asynccontextmanager
-async def running(elections: Sequence[Election]) -> AsyncIterator[Sequence[Election]]:
-    try:
-        for e in elections:
-            await e.start()
-        yield elections
-    finally:
-        for e in elections:
-            with contextlib.suppress(Exception):
-                await e.stop()
 
 
 def make(hosts: str, path: str, rec: Recorder, n: int) -> list[Election]:
     return [rec.attach(Election(hosts, path, identity=f"p{i}", session_timeout_s=T)) for i in range(n)]
-
-
-def leaders(elections: Sequence[Election]) -> list[Election]:
-    return [e for e in elections if e.is_leader]
-
-
-def strictly_increasing(tokens: list[int]) -> bool:
-    distinct = list(dict.fromkeys(tokens))  # a term resumed after a blip keeps its token
-    return all(a < b for a, b in itertools.pairwise(distinct))
 
 
 async def test_three_contenders_exactly_one_leader(zk_hosts: str, zk_path: str) -> None:

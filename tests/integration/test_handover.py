@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from _daemons import Daemons, LeaderChild
+from _elections import Recorder, T, leaders, running
 from _waits import eventually
-from test_election import Recorder, T, leaders, running
 
 from election_daemon import Election, ElectionState
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 
 import aiozk
 import pytest
 from _daemons import Daemons, LogEvent, run_daemon
+from _elections import running
 from _waits import eventually
 
 from election_daemon import ConfigError, Election, SessionLostError
@@ -27,18 +28,6 @@ def make(hosts: str, path: str, n: int, *, session_timeout_s: float = T) -> list
         Election(hosts, path, identity=f"p{i}", data={"n": i}, session_timeout_s=session_timeout_s)
         for i in range(n)
     ]
-
-
-@contextlib.asynccontextmanager
-async def running(elections: Sequence[Election]) -> AsyncIterator[Sequence[Election]]:
-    try:
-        for e in elections:
-            await e.start()
-        yield elections
-    finally:
-        for e in elections:
-            with contextlib.suppress(Exception):
-                await e.stop()
 
 
 class Collector:

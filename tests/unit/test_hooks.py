@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import shlex
 import signal
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import LogCapture
 
 from election_daemon.errors import ConfigError
@@ -22,26 +19,6 @@ from election_daemon.hooks import HookRunner, run_hook
 pytestmark = pytest.mark.timeout(60)
 
 SOON_S = 15.0
-
-
-@pytest.fixture
-def capture() -> LogCapture:
-    return LogCapture()
-
-
-@pytest.fixture
-def log(capture: LogCapture) -> Any:
-    return structlog.wrap_logger(structlog.PrintLogger(), processors=[capture])
-
-
-@pytest.fixture
-def pids() -> Iterator[list[int]]:
-    """Process groups to SIGKILL after the test, whatever happened in it."""
-    started: list[int] = []
-    yield started
-    for pgid in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
 
 
 def dead(pid: int) -> bool:
@@ -99,14 +76,14 @@ async def test_output_keeps_only_the_last_4_kib(log: Any) -> None:
 
 
 async def test_a_hook_that_overruns_is_killed_with_its_whole_group(
-    tmp_path: Path, log: Any, capture: LogCapture, pids: list[int]
+    tmp_path: Path, log: Any, capture: LogCapture, groups: list[int]
 ) -> None:
     background = tmp_path / "background"
     command = f"echo started; sleep 600 & echo $! > {shlex.quote(str(background))}; sleep 600"
     started = time.monotonic()
     result = await run_hook(command, env={}, timeout_s=0.5, log=log, name="slow")
     elapsed = time.monotonic() - started
-    pids.append(events(capture, "hook_started")[0]["pgid"])
+    groups.append(events(capture, "hook_started")[0]["pgid"])
     assert result.timed_out
     assert result.exit_status == 128 + signal.SIGKILL
     assert result.stdout == "started\n"  # what it wrote before the kill is kept
@@ -178,14 +155,14 @@ async def test_close_runs_what_was_submitted_then_refuses_more(
 
 
 async def test_cancelling_close_kills_the_running_hook(
-    tmp_path: Path, log: Any, capture: LogCapture, pids: list[int]
+    tmp_path: Path, log: Any, capture: LogCapture, groups: list[int]
 ) -> None:
     shell_pid = tmp_path / "pid"
     runner = HookRunner(timeout_s=600, log=log)
     runner.submit("stuck", f"echo $$ > {shlex.quote(str(shell_pid))}; sleep 600", {})
     await until(lambda: shell_pid.exists() and shell_pid.read_text().endswith("\n"), "the hook to start")
     pid = int(shell_pid.read_text())
-    pids.append(pid)
+    groups.append(pid)
     closing = asyncio.create_task(runner.close())
     await asyncio.sleep(0)  # let close() start waiting
     closing.cancel()

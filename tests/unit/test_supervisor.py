@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import select
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import LogCapture
 
 import election_daemon
@@ -76,26 +74,6 @@ if grandchild == 0:
 while True:
     time.sleep(60)
 """
-
-
-@pytest.fixture
-def capture() -> LogCapture:
-    return LogCapture()
-
-
-@pytest.fixture
-def log(capture: LogCapture) -> Any:
-    return structlog.wrap_logger(structlog.PrintLogger(), processors=[capture])
-
-
-@pytest.fixture
-def groups() -> Iterator[list[int]]:
-    """Process groups to SIGKILL after the test, whatever happened in it."""
-    started: list[int] = []
-    yield started
-    for pgid in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
 
 
 def python(code: str, *args: str) -> list[str]:

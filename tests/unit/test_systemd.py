@@ -11,22 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import LogCapture
 
 from election_daemon.systemd import SystemdNotifier
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def capture() -> LogCapture:
-    return LogCapture()
-
-
-@pytest.fixture
-def log(capture: LogCapture) -> Any:
-    return structlog.wrap_logger(structlog.PrintLogger(), processors=[capture])
 
 
 @pytest.fixture(autouse=True)
