@@ -72,7 +72,6 @@ class Daemon:
             connect_timeout_s=config.connect_timeout_s,
             priority=config.priority,
         )
-        self._last: Transition | None = None
         self._exit = asyncio.Event()
         self._exit_code: int = ExitCode.OK
         self._child_stop: asyncio.Task[ChildExit | None] | None = None
@@ -221,7 +220,6 @@ class Daemon:
     # -- election events -------------------------------------------------------------
 
     def _on_transition(self, t: Transition) -> None:
-        self._last = t
         self.log.info(t.event, **{k: v for k, v in t.log_fields().items() if k != "event"})
         self.notifier.status(self._status_text(t))
         if t.event in ("elected", "revoked"):
@@ -273,7 +271,7 @@ class Daemon:
             await self._stop_child("revoked_during_start")
             return
         self.log.debug("child_running", pid=pid)
-        self._child_watch = asyncio.ensure_future(self._watch_child(term))
+        self._child_watch = asyncio.ensure_future(self._watch_child())
 
     async def _on_revoked(self, reason: str) -> None:
         await self._stop_child(reason)
@@ -293,7 +291,7 @@ class Daemon:
         if not supervisor.running:
             self._child_term = None
 
-    async def _watch_child(self, term: Term) -> None:
+    async def _watch_child(self) -> None:
         assert self.supervisor is not None
         result = await self.supervisor.wait()
         if result.stopped_by_us:
