@@ -1,4 +1,4 @@
-"""Failover latency: this library and its daemon beside aiozk's and kazoo's recipes, on one local ZooKeeper.
+"""Failover latency: this library and its daemon beside aiozk's and kazoo's recipes, and ``etcdctl lock``.
 
 Starts one ZooKeeper server (tickTime 200 ms) and, for each row, a series of contenders, each
 in a process of its own, two at a time: the leader and one follower whose watch on the
@@ -13,8 +13,11 @@ Rows (T is the session timeout, 2 s unless --session-timeout says otherwise):
 - ``graceful/{library,aiozk,kazoo}``: SIGTERM to the leader, which leaves the election the
   library's way (bench/_contender.py) → the next leader's code runs.
 - ``crash/{library,aiozk,kazoo}``: SIGKILL of the leader → the next leader's code runs.
-- ``daemon/sigterm``: SIGTERM to the leader daemon's process group → the next daemon's
-  ``child_started`` log line.
+- ``daemon/sigterm``: SIGTERM to the leader daemon's process group → the next daemon's command
+  reads the clock (the daemon's command is :data:`_COMMAND`, as etcdctl's below).
+- ``etcd/sigterm``: the same with ``etcdctl lock`` on a local single-node etcd (bench/_etcd.py),
+  if ``etcd`` and ``etcdctl`` are installed; the row is skipped otherwise. SIGTERM to the
+  holder's process group (etcdctl and its command) → the next holder's command reads the clock.
 - ``daemon/sigkill``: SIGKILL of the leader daemon's process group → the next ``child_started``.
   Target: p95 within T + one tickTime + 300 ms.
 - ``daemon/cut-gap``: the leader daemon reaches ZooKeeper through a TcpProxy that goes silent
@@ -33,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import re
@@ -44,9 +48,11 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+from _etcd import EtcdServer, EtcdStartError, etcd_installed
 from rich.console import Console
 from rich.table import Table
 
@@ -70,6 +76,11 @@ _PDEATHSIG_PREFIX: tuple[str, ...] = (
     ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") is not None else ()
 )
 _SEQUENCE = re.compile(r"(\d{10})$")
+# The leader-only command of the daemon rows and of etcd/sigterm: one line with the time it started,
+# then a long sleep. sh and date start in about a millisecond; date reads only the wall clock
+# (CLOCK_REALTIME), which _Process converts to CLOCK_MONOTONIC when it reads the line.
+_COMMAND = ("sh", "-c", """date '+{"event": "command_started", "realtime_s": %s.%N}'; exec sleep 3600""")
+_ETCD_LOCK = "bench/etcd-sigterm"
 
 
 class _BenchError(Exception):
@@ -106,7 +117,8 @@ def _rows(session_timeout_s: float) -> list[Row]:
     return [
         *(Row(f"graceful/{kind}", f"{kind}: stop → next leader runs") for kind in _CONTENDER_KINDS),
         *(Row(f"crash/{kind}", f"{kind}: SIGKILL → next leader runs") for kind in _CONTENDER_KINDS),
-        Row("daemon/sigterm", "daemon: SIGTERM → next child_started"),
+        Row("daemon/sigterm", "daemon: SIGTERM → next command starts"),
+        Row("etcd/sigterm", "etcdctl lock: SIGTERM → next command starts"),
         Row(
             "daemon/sigkill",
             "daemon: SIGKILL → next child_started",
@@ -126,6 +138,8 @@ class _Result:
     row: Row
     samples_s: list[float] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None
+    """Why the row was not measured, when that is not a failure (etcd not installed)."""
     read_times: bool = False
     """Some sample used the time a line was read, for lack of the line's own ``monotonic_s``."""
 
@@ -142,6 +156,7 @@ class _Result:
             "target": self.row.target.describe() if self.row.target else None,
             "target_met": self.target_met,
             "error": self.error,
+            "skipped": self.skipped,
             "read_times": self.read_times,
         }
 
@@ -216,6 +231,10 @@ class _Process:
                 continue
             if not isinstance(fields, dict):
                 continue
+            if isinstance(realtime_s := fields.get("realtime_s"), float) and "monotonic_s" not in fields:
+                # The offset between the two clocks changes only if the wall clock is stepped in
+                # the millisecond or so between the command's date and this read.
+                fields["monotonic_s"] = realtime_s - (time.time() - received_s)
             line = _Line(fields, received_s)
             if isinstance(pgid := fields.get("pgid"), int):
                 if line.event == "child_started":
@@ -286,11 +305,18 @@ class _Process:
 
 
 class _Bench:
-    """The ZooKeeper server, the processes started so far, and how to start more."""
+    """The ZooKeeper server, the etcd server if any, the processes started so far, and how to start more."""
 
-    def __init__(self, ensemble: ZooKeeperEnsemble, session_timeout_s: float, directory: Path) -> None:
+    def __init__(
+        self,
+        ensemble: ZooKeeperEnsemble,
+        etcd: EtcdServer | None,
+        session_timeout_s: float,
+        directory: Path,
+    ) -> None:
         self.ensemble = ensemble
         self.server: ZooKeeperServer = ensemble.servers[0]
+        self.etcd = etcd
         self.session_timeout_s = session_timeout_s
         self.directory = directory
         self.processes: list[_Process] = []
@@ -317,21 +343,29 @@ class _Bench:
         return await self.spawn(name, [*argv, "--session-timeout", str(self.session_timeout_s), "--id", name])
 
     async def spawn_daemon(self, path: str, name: str, hosts: str | None = None) -> _Process:
-        sleep = shutil.which("sleep") or "/bin/sleep"
         argv = [sys.executable, "-m", "election_daemon", "--hosts", hosts or self.server.address]
         argv += ["--path", path, "--session-timeout", str(self.session_timeout_s), "--id", name]
-        # sleep starts in about a millisecond, so child_started marks the moment leadership began.
-        return await self.spawn(name, [*argv, "--log-format", "json", "--", sleep, "3600"])
+        return await self.spawn(name, [*argv, "--log-format", "json", "--", *_COMMAND])
+
+    async def spawn_etcdctl(self, lock: str, name: str) -> _Process:
+        assert self.etcd is not None
+        # etcd leases last whole seconds. The command gets PR_SET_PDEATHSIG as the daemon's does,
+        # through the same setpriv exec, so that both commands start the same way.
+        ttl_s = math.ceil(self.session_timeout_s)
+        argv = ["etcdctl", f"--endpoints={self.etcd.endpoint}", "lock", f"--ttl={ttl_s}", lock]
+        return await self.spawn(name, [*argv, "--", *_PDEATHSIG_PREFIX, *_COMMAND])
 
     async def wait_follower_ready(self, path: str, contenders: int = 2) -> None:
         """Until ``contenders`` nodes are under ``path`` and another session watches the leader's node."""
-        deadline = time.monotonic() + _READY_TIMEOUT_S
-        while not await asyncio.to_thread(self._follower_watches_leader, path, contenders):
-            if time.monotonic() > deadline:
-                raise _BenchError(
-                    f"no follower watching the leader's node under {path} after {_READY_TIMEOUT_S} s"
-                )
-            await asyncio.sleep(_POLL_INTERVAL_S)
+        await _poll(
+            lambda: self._follower_watches_leader(path, contenders),
+            f"no follower watching the leader's node under {path}",
+        )
+
+    async def wait_etcd_waiter(self, lock: str) -> None:
+        """Until ``etcdctl lock`` on ``lock`` has a holder and a waiter watching it."""
+        assert self.etcd is not None
+        await _poll(partial(self.etcd.lock_has_waiter, lock), f"no etcdctl lock waiting on {lock}")
 
     def _follower_watches_leader(self, path: str, contenders: int) -> bool:
         try:
@@ -351,6 +385,15 @@ class _Bench:
         for process in self.processes:
             with contextlib.suppress(_BenchError):
                 await process.reap()
+
+
+async def _poll(ready: Callable[[], bool], failure: str) -> None:
+    """Until ``ready()``, run in a thread, is true; _BenchError with ``failure`` after the deadline."""
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while not await asyncio.to_thread(ready):
+        if time.monotonic() > deadline:
+            raise _BenchError(f"{failure} after {_READY_TIMEOUT_S:.0f} s")
+        await asyncio.sleep(_POLL_INTERVAL_S)
 
 
 def _ephemeral_owners(dump: str, parent: str) -> dict[str, str]:
@@ -394,21 +437,28 @@ def _sequence(node: str) -> int:
 
 
 class _Series:
-    """Leader after leader on one election path: stop or kill the leader, time the follower's takeover."""
+    """Leader after leader on one election path: stop or kill the leader, time the follower's takeover.
+
+    ``follower_ready`` returns once the follower waits for the leader in the way that lets it take
+    over at once (a watch in place).
+    """
 
     def __init__(
         self,
-        bench: _Bench,
         path: str,
         spawn: Callable[[str], Awaitable[_Process]],
+        *,
+        follower_ready: Callable[[], Awaitable[None]],
         leading_event: str,
         stop_signal: signal.Signals,
+        session_timeout_s: float,
     ) -> None:
-        self.bench = bench
         self.path = path
         self.spawn = spawn
+        self.follower_ready = follower_ready
         self.leading_event = leading_event
         self.stop_signal = stop_signal
+        self.session_timeout_s = session_timeout_s
         self.leader: _Process | None = None
         self.count = 0
 
@@ -423,10 +473,10 @@ class _Series:
     async def trial(self) -> _Outcome:
         assert self.leader is not None
         follower = await self._next()
-        await self.bench.wait_follower_ready(self.path)
+        await self.follower_ready()
         requested_s = time.monotonic()
         self.leader.signal_group(self.stop_signal)
-        elected = await follower.wait_event(self.leading_event, 3 * self.bench.session_timeout_s + 10)
+        elected = await follower.wait_event(self.leading_event, 3 * self.session_timeout_s + 10)
         old, self.leader = self.leader, follower
         await old.reap()
         return _Outcome([elected.at_s - requested_s], not elected.has_own_time)
@@ -478,8 +528,28 @@ class _CutSeries:
 _Scenario = _Series | _CutSeries
 
 
-def _scenarios(bench: _Bench) -> list[tuple[tuple[str, ...], _Scenario]]:
-    """(the rows each scenario's trials fill, the scenario), grouped for round-robin by row prefix."""
+_Planned = tuple[tuple[str, ...], _Scenario]
+"""A scenario and the rows each of its trials fills."""
+
+
+def _scenarios(bench: _Bench) -> dict[str, list[_Planned]]:
+    """Every scenario, by the group whose scenarios run round-robin; etcd's only with an etcd server."""
+
+    def series(
+        path: str,
+        spawn: Callable[[str], Awaitable[_Process]],
+        event: str,
+        stop: signal.Signals,
+        ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> _Series:
+        return _Series(
+            path,
+            spawn,
+            follower_ready=ready or partial(bench.wait_follower_ready, path),
+            leading_event=event,
+            stop_signal=stop,
+            session_timeout_s=bench.session_timeout_s,
+        )
 
     def contender(kind: str) -> Callable[[str], Awaitable[_Process]]:
         return lambda name: bench.spawn_contender(kind, name.rpartition("/")[0], name)
@@ -487,22 +557,34 @@ def _scenarios(bench: _Bench) -> list[tuple[tuple[str, ...], _Scenario]]:
     def daemon(name: str) -> Awaitable[_Process]:
         return bench.spawn_daemon(name.rpartition("/")[0], name)
 
-    scenarios: list[tuple[tuple[str, ...], _Scenario]] = []
-    for group, stop_signal in (("graceful", signal.SIGTERM), ("crash", signal.SIGKILL)):
-        for kind in _CONTENDER_KINDS:
-            path = f"/bench/{group}-{kind}"
-            scenarios.append(
-                ((f"{group}/{kind}",), _Series(bench, path, contender(kind), "elected", stop_signal))
-            )
-    for name, stop_signal in (("sigterm", signal.SIGTERM), ("sigkill", signal.SIGKILL)):
-        series = _Series(bench, f"/bench/daemon-{name}", daemon, "child_started", stop_signal)
-        scenarios.append(((f"daemon/{name}",), series))
-    scenarios.append((("daemon/cut-gap", "daemon/cut-failover"), _CutSeries(bench, "/bench/daemon-cut")))
-    return scenarios
+    def etcdctl(name: str) -> Awaitable[_Process]:
+        return bench.spawn_etcdctl(name.rpartition("/")[0], name)
+
+    groups: dict[str, list[_Planned]] = {
+        group: [
+            ((f"{group}/{kind}",), series(f"/bench/{group}-{kind}", contender(kind), "elected", stop_signal))
+            for kind in _CONTENDER_KINDS
+        ]
+        for group, stop_signal in (("graceful", signal.SIGTERM), ("crash", signal.SIGKILL))
+    }
+    # etcdctl beside the daemon's SIGTERM row, which it is compared with.
+    daemon_rows: list[_Planned] = [
+        (("daemon/sigterm",), series("/bench/daemon-sigterm", daemon, "command_started", signal.SIGTERM))
+    ]
+    if bench.etcd is not None:
+        ready = partial(bench.wait_etcd_waiter, _ETCD_LOCK)
+        etcd = series(_ETCD_LOCK, etcdctl, "command_started", signal.SIGTERM, ready)
+        daemon_rows.append((("etcd/sigterm",), etcd))
+    daemon_rows.append(
+        (("daemon/sigkill",), series("/bench/daemon-sigkill", daemon, "child_started", signal.SIGKILL))
+    )
+    daemon_rows.append((("daemon/cut-gap", "daemon/cut-failover"), _CutSeries(bench, "/bench/daemon-cut")))
+    groups["daemon"] = daemon_rows
+    return groups
 
 
 async def _run_group(
-    scenarios: list[tuple[tuple[str, ...], _Scenario]],
+    scenarios: list[_Planned],
     results: dict[str, _Result],
     trials: int,
     console: Console,
@@ -569,7 +651,9 @@ def _table(results: list[_Result], title: str) -> Table:
             else ["-"] * 4
         )
         target = result.row.target.describe() if result.row.target else ""
-        if result.error is not None:
+        if result.skipped is not None:
+            target = f"[dim]skipped: {result.skipped}[/dim]"
+        elif result.error is not None:
             target = f"[red]failed[/red] {target}"
         elif result.target_met is not None:
             target = f"{target} [green]met[/green]" if result.target_met else f"{target} [red]missed[/red]"
@@ -630,34 +714,58 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-async def _run(args: argparse.Namespace, console: Console) -> tuple[list[_Result], str]:
-    """Every selected row's results, and the ZooKeeper server's version."""
+async def _run(args: argparse.Namespace, console: Console) -> tuple[list[_Result], dict[str, str]]:
+    """Every selected row's results, and the versions of the servers (``zookeeper``, ``etcd``)."""
     # SIGTERM ends a run as Ctrl-C does: through every finally below, so nothing is left running.
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     ensemble = ZooKeeperEnsemble(1, tick_time_ms=_TICK_TIME_MS)
+    etcd = EtcdServer(_PDEATHSIG_PREFIX) if "etcd/sigterm" in args.rows and etcd_installed() else None
+    etcd_error: str | None = None
     try:
         console.print(f"starting ZooKeeper (tickTime {_TICK_TIME_MS} ms)...")
         await asyncio.to_thread(ensemble.start)
-        version = ensemble.servers[0].four_letter("srvr").splitlines()[0].removeprefix("Zookeeper version: ")
-        with tempfile.TemporaryDirectory(prefix="bench-failover-") as directory:
-            bench = _Bench(ensemble, args.session_timeout, Path(directory))
-            # A scenario runs if any of its rows is selected, and then fills all of them.
-            scenarios = [(keys, s) for keys, s in _scenarios(bench) if args.rows.intersection(keys)]
-            chosen = {key for keys, _ in scenarios for key in keys}
-            results = {row.key: _Result(row) for row in _rows(args.session_timeout) if row.key in chosen}
+        srvr = ensemble.servers[0].four_letter("srvr")
+        versions = {"zookeeper": srvr.splitlines()[0].removeprefix("Zookeeper version: ")}
+        if etcd is not None:
+            console.print("starting etcd...")
             try:
-                for group in ("graceful", "crash", "daemon"):
-                    in_group = [(keys, s) for keys, s in scenarios if keys[0].startswith(f"{group}/")]
-                    if in_group:
-                        console.print(f"[bold]{group}[/bold]: {args.trials} trials of {len(in_group)} series")
-                        await _run_group(in_group, results, args.trials, console)
+                # In this thread, not a to_thread worker: the kernel sends etcd its parent-death
+                # SIGKILL when the thread that started it ends. Nothing else runs yet to be held up.
+                etcd.start(_START_TIMEOUT_S)
+                versions["etcd"] = etcd.version()
+            except (EtcdStartError, OSError, ValueError) as error:
+                # Only the etcd row fails: the others go on without it.
+                etcd_error = f"etcd did not start: {error}"
+                console.print(f"[red]etcd/sigterm failed:[/red] {etcd_error}")
+                await asyncio.to_thread(etcd.close)
+                etcd = None
+        with tempfile.TemporaryDirectory(prefix="bench-failover-") as directory:
+            bench = _Bench(ensemble, etcd, args.session_timeout, Path(directory))
+            # A scenario runs if any of its rows is selected, and then fills all of them.
+            groups = {
+                group: [(keys, s) for keys, s in planned if args.rows.intersection(keys)]
+                for group, planned in _scenarios(bench).items()
+            }
+            chosen = args.rows.union(*(keys for planned in groups.values() for keys, _ in planned))
+            results = {row.key: _Result(row) for row in _rows(args.session_timeout) if row.key in chosen}
+            if "etcd/sigterm" in results and etcd is None:
+                # Optional: without etcd the row is skipped, not failed.
+                results["etcd/sigterm"].error = etcd_error
+                results["etcd/sigterm"].skipped = None if etcd_error else "etcd not installed"
+            try:
+                for group, planned in groups.items():
+                    if planned:
+                        console.print(f"[bold]{group}[/bold]: {args.trials} trials of {len(planned)} series")
+                        await _run_group(planned, results, args.trials, console)
             finally:
                 await bench.close()
     finally:
         await asyncio.to_thread(ensemble.close)
-    return list(results.values()), version
+        if etcd is not None:
+            await asyncio.to_thread(etcd.close)
+    return list(results.values()), versions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -665,13 +773,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True)
     started = time.monotonic()
     try:
-        results, version = asyncio.run(_run(args, console))
+        results, versions = asyncio.run(_run(args, console))
     except (KeyboardInterrupt, asyncio.CancelledError):
         console.print("interrupted; every process started here has been killed")
         return 130
     elapsed_s = time.monotonic() - started
+    etcd = f", etcd {versions['etcd']}" if "etcd" in versions else ""
     title = (
-        f"Failover, ZooKeeper {version.split('-')[0]} (tickTime {_TICK_TIME_MS} ms), "
+        f"Failover, ZooKeeper {versions['zookeeper'].split('-')[0]} (tickTime {_TICK_TIME_MS} ms){etcd}, "
         f"T = {args.session_timeout:g} s, {args.trials} trials per row, "
         f"{elapsed_s:.0f} s on {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
@@ -682,7 +791,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.print(_table(results, title))
     if args.json is not None:
         document = {
-            "zookeeper_version": version,
+            "zookeeper_version": versions["zookeeper"],
+            "etcd_version": versions.get("etcd"),
             "tick_time_ms": _TICK_TIME_MS,
             "session_timeout_s": args.session_timeout,
             "trials": args.trials,
