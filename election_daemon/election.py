@@ -387,8 +387,9 @@ class Election:
         await self._await_revoke_callbacks()
         session = self._session
         if session is not None and self._candidacy is not None and session.is_connected():
-            with contextlib.suppress(ElectionError, asyncio.TimeoutError):
-                await asyncio.wait_for(self._candidacy.leave(), session.negotiated_timeout_s / 3)
+            with contextlib.suppress(ElectionError, TimeoutError):
+                async with asyncio.timeout(session.negotiated_timeout_s / 3):
+                    await self._candidacy.leave()
         self._candidacy = None
         # Always the last event, also after a leader's "revoked" (which already says STOPPED).
         self._set(ElectionState.STOPPED, "stopped", reason, force=True)
