@@ -301,11 +301,6 @@ class ZooKeeper:
     def started(self) -> bool:
         return bool(self.client.session.started)
 
-    @property
-    def server_address(self) -> str | None:
-        conn = self.client.session.conn
-        return f"{conn.host}:{conn.port}" if conn is not None else None
-
     async def start(self, *, connect_timeout_s: float) -> None:
         """Connect and establish a session, or raise :class:`ConnectTimeoutError`."""
         try:

@@ -153,10 +153,6 @@ class Session:
         self._absorb_answers()
         return self._lease.remaining_s(self._clock())
 
-    @property
-    def lease_expires_at(self) -> float | None:
-        return self._lease.expires_at
-
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` synchronously on every state edge. It must not block."""
         self._listeners.append(listener)
