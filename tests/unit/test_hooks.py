@@ -6,36 +6,18 @@ import asyncio
 import shlex
 import signal
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _processes import SOON_S, dead, until
 from structlog.testing import LogCapture
 
 from election_daemon.errors import ConfigError
 from election_daemon.hooks import HookRunner, run_hook
 
 pytestmark = pytest.mark.timeout(60)
-
-SOON_S = 15.0
-
-
-def dead(pid: int) -> bool:
-    """Gone, or a zombie: this machine's PID 1 may never reap orphans."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):  # ESRCH: reaped while being read
-        return True
-    return stat[stat.rindex(b")") + 2 :].split()[0] == b"Z"
-
-
-async def until(condition: Callable[[], bool], what: str, timeout_s: float = SOON_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def events(capture: LogCapture, name: str) -> list[MutableMapping[str, Any]]:

@@ -10,11 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _processes import SOON_S, dead, until
 from structlog.testing import LogCapture
 
 import election_daemon
@@ -25,9 +26,6 @@ pytestmark = pytest.mark.timeout(60)
 
 DAEMON = Path(__file__).with_name("_supervised_daemon.py")
 PACKAGE_ROOT = Path(election_daemon.__file__).resolve().parent.parent
-
-# Deadlines for things that take milliseconds on an idle machine and may take seconds on a busy one.
-SOON_S = 15.0
 
 # A Python child that records itself, then sleeps; the test reads the record once it appears.
 RECORD = """
@@ -78,23 +76,6 @@ while True:
 
 def python(code: str, *args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
-
-
-def dead(pid: int) -> bool:
-    """Gone, or a zombie: this machine's PID 1 may never reap orphans."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):  # ESRCH: reaped while being read
-        return True
-    return stat[stat.rindex(b")") + 2 :].split()[0] == b"Z"
-
-
-async def until(condition: Callable[[], bool], what: str, timeout_s: float = SOON_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def read_when_written(path: Path) -> str:
