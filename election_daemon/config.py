@@ -15,22 +15,24 @@ import difflib
 import enum
 import importlib.metadata
 import ipaddress
-import json
 import math
 import os
 import re
 import shlex
 import socket
+import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias, TypeVar
 
+from . import payload
 from ._exitcodes import render_exit_codes
 from .errors import ConfigError
 
 __all__ = [
+    "ESSENTIAL_ENV",
     "MAX_DATA_BYTES",
     "MAX_IDENTITY_BYTES",
     "MAX_PATH_BYTES",
@@ -38,7 +40,9 @@ __all__ = [
     "DaemonConfig",
     "JSONValue",
     "LogFormat",
+    "Recipe",
     "build_daemon_parser",
+    "child_base_environment",
     "format_servers",
     "load_daemon_config",
     "parse_hosts",
@@ -53,10 +57,15 @@ MAX_PATH_BYTES = 1024
 MAX_IDENTITY_BYTES = 255
 """Longest identity accepted, in UTF-8 bytes."""
 
-# ZooKeeper drops any packet larger than jute.maxbuffer (0xfffff bytes by default); the create
-# request carrying the data also holds the path, the identity and the ACL, hence the headroom.
-MAX_DATA_BYTES = 960 * 1024
-"""Largest ``--data`` accepted, in bytes of its compact JSON encoding."""
+MAX_DATA_BYTES = payload.MAX_DATA_BYTES
+"""Largest ``--data`` accepted, in bytes of its compact JSON encoding (``payload.MAX_DATA_BYTES``)."""
+
+MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024
+"""Largest config file read; it may carry ``data`` up to ``MAX_DATA_BYTES``."""
+
+ESSENTIAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
+"""What the command and hooks keep of the daemon's environment with ``--clear-env`` (with
+every ``LC_*``), besides the ``ELECTION_*`` variables of the term and ``--pass-env`` names."""
 
 _DEFAULT_ZOOKEEPER_PORT = 2181
 _SESSION_TIMEOUT_RANGE_S = (0.1, 3600.0)
@@ -73,6 +82,11 @@ _FORBIDDEN_ZNODE_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\uff
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _BRACKETED_HOST = re.compile(r"\[(?P<host>[^\]]*)\](?::(?P<port>.*))?")
 _PORT = re.compile(r"[0-9]{1,5}")
+# Numbers as people type them, ASCII only: int() and float() also take other scripts' digits
+# ('٣'), underscores ('1_0') and words ('nan', 'infinity').
+_INTEGER = re.compile(r"[ \t]*[+-]?[0-9]+[ \t]*")
+_DECIMAL = re.compile(r"[ \t]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 
@@ -85,6 +99,19 @@ class ChildExitPolicy(enum.StrEnum):
 
     REJOIN = "rejoin"
     """Release leadership and rejoin the election as a follower."""
+
+
+class Recipe(enum.StrEnum):
+    """Which node layout the election uses under its path."""
+
+    NATIVE = "native"
+    """election_daemon's own: identity, data and priority in the node."""
+
+    CURATOR = "curator"
+    """Apache Curator's LeaderLatch layout, to share a path with Java participants."""
+
+    KAZOO = "kazoo"
+    """kazoo's Election layout, to share a path with kazoo participants."""
 
 
 class LogFormat(enum.StrEnum):
@@ -163,6 +190,17 @@ class DaemonConfig:
     priority: int = 0
     """Election priority."""
 
+    recipe: Recipe = Recipe.NATIVE
+    """The node layout; ``curator`` and ``kazoo`` store only the identity, so they take neither
+    ``data_json`` nor a priority."""
+
+    clear_env: bool = False
+    """Start the command and hooks with only :data:`ESSENTIAL_ENV` (and ``LC_*``), the term's
+    ``ELECTION_*`` variables and ``pass_env`` of the daemon's environment."""
+
+    pass_env: tuple[str, ...] = ()
+    """Names of the daemon's variables the command and hooks keep with ``clear_env``."""
+
     servers: tuple[tuple[str, int], ...] = field(init=False)
     """``hosts`` parsed: (host, port) pairs, IPv6 hosts without brackets."""
 
@@ -209,7 +247,19 @@ class DaemonConfig:
         _check_command(self.command)
         http_address = None if self.http is None else _parse_http(self.http)
         _check_priority(self.priority)
+        recipe = _choice("--recipe", Recipe, self.recipe)
+        if recipe is not Recipe.NATIVE:
+            foreign = f"is not supported with --recipe {recipe.value}, whose nodes hold only the identity"
+            if self.data_json is not None:
+                raise ConfigError("--data", foreign)
+            if self.priority != 0:
+                raise ConfigError("--priority", f"{foreign} (priorities are election_daemon's own)")
+        pass_env = _check_pass_env(self.pass_env)
+        if pass_env and not self.clear_env:
+            warnings.append("--pass-env has no effect without --clear-env: the command inherits everything")
         resolved: dict[str, object] = {
+            "recipe": recipe,
+            "pass_env": pass_env,
             "on_child_exit": _choice("--on-child-exit", ChildExitPolicy, self.on_child_exit),
             "log_format": None
             if self.log_format is None
@@ -224,6 +274,30 @@ class DaemonConfig:
         }
         for name, value in resolved.items():
             object.__setattr__(self, name, value)
+
+    def child_environment(self, environ: Mapping[str, str]) -> dict[str, str] | None:
+        """What the command and hooks start from, before the term's ``ELECTION_*`` variables:
+        ``None`` (all of ``environ``, as it is then) unless ``clear_env``."""
+        if not self.clear_env:
+            return None
+        return child_base_environment(environ, self.pass_env)
+
+
+def child_base_environment(environ: Mapping[str, str], pass_env: Sequence[str] = ()) -> dict[str, str]:
+    """``environ`` cut down to :data:`ESSENTIAL_ENV`, ``LC_*`` and the ``pass_env`` names."""
+    keep = {*ESSENTIAL_ENV, *pass_env}
+    return {name: value for name, value in environ.items() if name in keep or name.startswith("LC_")}
+
+
+def _check_pass_env(names: object) -> tuple[str, ...]:
+    if isinstance(names, str) or not isinstance(names, tuple | list):
+        raise ConfigError("--pass-env", f"must be variable names, got {_show(names)}")
+    for name in names:
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise ConfigError(
+                "--pass-env", f"must be a variable name (letters, digits, _), got {_show(name)}"
+            )
+    return tuple(dict.fromkeys(names))
 
 
 def _show(value: object) -> str:
@@ -257,6 +331,8 @@ def _check_priority(value: object) -> None:
 def _check_identity(identity: str) -> None:
     if not identity:
         raise ConfigError("--id", "must not be empty")
+    if not identity.strip():
+        raise ConfigError("--id", f"must not be only whitespace, got {_show(identity)}")
     if not identity.isprintable():
         raise ConfigError("--id", f"must contain only printable characters, got {_show(identity)}")
     size = len(identity.encode())
@@ -404,12 +480,18 @@ def _check_host_name(host: str) -> None:
 
 
 def _parse_data(text: str) -> tuple[JSONValue, bytes]:
+    # The very decoder every reader of our node uses (strict numbers, bounded depth), so that we
+    # never publish what others refuse. The text may be pretty-printed: its size limit is looser
+    # than the one on the compact encoding checked below.
     try:
-        value = json.loads(text, parse_constant=_refuse_json_constant)
-        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        value = payload.loads(text, max_bytes=4 * MAX_DATA_BYTES)
+        encoded = payload.dumps(value).encode()
     except (ValueError, RecursionError) as exc:
-        # UnicodeEncodeError (undecodable bytes from argv) is a ValueError too.
-        raise ConfigError("--data", f"must be valid JSON ({exc}), got {_show(text)}") from None
+        # PayloadError, and UnicodeEncodeError (undecodable bytes from argv), are ValueErrors.
+        reason = str(exc)
+        if reason.startswith("not valid JSON (") and reason.endswith(")"):
+            reason = reason[len("not valid JSON (") : -1]
+        raise ConfigError("--data", f"must be valid JSON ({reason}), got {_show(text)}") from None
     if len(encoded) > MAX_DATA_BYTES:
         raise ConfigError(
             "--data",
@@ -417,10 +499,6 @@ def _parse_data(text: str) -> tuple[JSONValue, bytes]:
             "(ZooKeeper's jute.maxbuffer is just under 1 MiB)",
         )
     return value, encoded
-
-
-def _refuse_json_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +518,7 @@ class _Option:
     field: str
     """The DaemonConfig field it sets."""
     kind: type
-    """str, float (seconds), int, bool, or tuple (the command)."""
+    """str, float (seconds), int, bool, list (names), or tuple (the command)."""
     metavar: str
     help: str
 
@@ -527,6 +605,30 @@ _OPTIONS = (
         "http", "http", str, "HOST:PORT", "serve the HTTP endpoints on this address (port 0: any free port)"
     ),
     _Option("priority", "priority", int, "N", "election priority (default 0)"),
+    _Option(
+        "recipe",
+        "recipe",
+        str,
+        "native|curator|kazoo",
+        "node layout: election_daemon's own, or Apache Curator's or kazoo's to share the path with "
+        "their participants (no --data, no --priority) (default native)",
+    ),
+    _Option(
+        "clear-env",
+        "clear_env",
+        bool,
+        "",
+        "start COMMAND and hooks with only PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_*, TZ, "
+        "TMPDIR, the ELECTION_* term variables and --pass-env names of this environment",
+    ),
+    _Option(
+        "pass-env",
+        "pass_env",
+        list,
+        "NAME",
+        "with --clear-env, also pass this variable (repeatable; in the environment: names "
+        "separated by commas or spaces)",
+    ),
     # Not a flag: the command comes after "--", so argparse never sees it.
     _Option(_COMMAND, "command", tuple, "", ""),
 )
@@ -541,6 +643,7 @@ _TEXT_EXPECTATIONS = {
     int: "must be an integer",
     bool: "must be one of 1, true, yes, 0, false, no",
     tuple: "must be shell words",
+    list: "must be names",
 }
 _TOML_EXPECTATIONS = {
     str: "a string",
@@ -548,6 +651,7 @@ _TOML_EXPECTATIONS = {
     int: "an integer",
     bool: "a boolean",
     tuple: "a list of strings",
+    list: "a list of strings",
 }
 
 # A value as read from one source, with where it came from (None for a flag: the flag says it).
@@ -588,6 +692,10 @@ def build_daemon_parser() -> argparse.ArgumentParser:
             parser.add_argument(
                 option.label, dest=option.field, action=argparse.BooleanOptionalAction, help=option.help
             )
+        elif option.kind is list:
+            parser.add_argument(
+                option.label, dest=option.field, action="append", metavar=option.metavar, help=option.help
+            )
         elif option.kind is not tuple:
             parser.add_argument(option.label, dest=option.field, metavar=option.metavar, help=option.help)
     return parser
@@ -608,10 +716,14 @@ def load_daemon_config(argv: Sequence[str], environ: Mapping[str, str]) -> Daemo
     for option in _OPTIONS:
         value = getattr(namespace, option.field, None)
         if value is not None:
-            flag_settings[option.field] = (
-                value if option.kind is bool else _from_text(option, value, None),
-                None,
-            )
+            setting: object
+            if option.kind is bool:
+                setting = value
+            elif option.kind is list:
+                setting = tuple(value)
+            else:
+                setting = _from_text(option, value, None)
+            flag_settings[option.field] = (setting, None)
     if command:
         flag_settings["command"] = (command, None)
     env_settings = _environment_settings(environ)
@@ -696,8 +808,8 @@ def _file_settings(path: Path) -> dict[str, _Setting]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
+        text = _read_regular_file(path).decode("utf-8")
+        return tomllib.loads(text)
     except OSError as exc:
         raise ConfigError("--config", f"cannot read {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -706,12 +818,46 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("--config", f"{path} is not UTF-8 (byte {exc.start})") from None
 
 
+def _read_regular_file(path: Path) -> bytes:
+    """The file's bytes, if it is a regular file of sensible size.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would block a plain
+    open (and its reader) for ever, /dev/zero never ends, a directory is no file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise ConfigError("--config", f"cannot read {path}: {kind}")
+        if info.st_size > MAX_CONFIG_FILE_BYTES:
+            raise ConfigError(
+                "--config", f"{path} is {info.st_size} bytes, more than {MAX_CONFIG_FILE_BYTES}"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_CONFIG_FILE_BYTES:
+                raise ConfigError("--config", f"{path} is more than {MAX_CONFIG_FILE_BYTES} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _from_text(option: _Option, text: str, origin: str | None) -> object:
     try:
         if option.kind is float:
+            if not _DECIMAL.fullmatch(text):
+                raise ValueError(text)
             return float(text)
         if option.kind is int:
+            if not _INTEGER.fullmatch(text):
+                raise ValueError(text)
             return int(text)
+        if option.kind is list:
+            return tuple(text.replace(",", " ").split())
         if option.kind is bool:
             return _parse_bool(text)
         if option.kind is tuple:
@@ -735,7 +881,7 @@ def _parse_bool(text: str) -> bool:
 
 def _from_toml(option: _Option, value: object, where: str) -> object:
     kind = option.kind
-    if kind is tuple:
+    if kind is tuple or kind is list:
         if isinstance(value, list) and all(isinstance(word, str) for word in value):
             return tuple(value)
     elif kind is float:
@@ -759,6 +905,8 @@ def _epilog() -> str:
     variables = [f"  {_CONFIG_ENV:<{width}}  --config"]
     for option in _OPTIONS:
         meaning = "COMMAND, as shell words" if option.kind is tuple else option.label
+        if option.kind is list:
+            meaning += ", names separated by commas or spaces"
         variables.append(f"  {option.env:<{width}}  {meaning}")
     return "\n".join(
         [
