@@ -45,6 +45,13 @@ class ExitCode(enum.IntEnum):
             "participant, or the new leader did not appear within --wait"
         ),
     )
+    ELECTION_FAILED = (
+        9,
+        (
+            "the election's own loop failed repeatedly (a bug, or hostile data in ZooKeeper): "
+            "leadership was given up and the command stopped; see the internal_error events"
+        ),
+    )
 
 
 _CHILD_STATUS_NOTE = (

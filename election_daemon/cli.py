@@ -82,16 +82,22 @@ def run_daemon(argv: Sequence[str], environ: Mapping[str, str]) -> int:
 
 def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> int:
     log = get_logger()
+    # With --clear-env, the command and hooks start from a cut-down copy taken now.
+    environment = config.child_environment(os.environ)
     supervisor = None
     if config.command:
         try:
             supervisor = ChildSupervisor(
-                config.command, kill_grace_s=config.kill_grace_s, log=log, lifeline=lifeline
+                config.command,
+                kill_grace_s=config.kill_grace_s,
+                log=log,
+                lifeline=lifeline,
+                environment=environment,
             )
         except ChildError as e:
             error(str(e))
             return ExitCode.COMMAND_FAILED
-    hooks = HookRunner(timeout_s=config.hook_timeout_s, log=log)
+    hooks = HookRunner(timeout_s=config.hook_timeout_s, log=log, environment=environment)
     daemon = Daemon(
         config,
         log=log,
@@ -108,6 +114,12 @@ def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> in
         log.exception("internal_error", reason=f"{type(e).__name__}: {e}")
         error(f"internal error: {type(e).__name__}: {e} (a bug; the log has the traceback)")
         return ExitCode.FAILURE
-    if code in (ExitCode.USAGE, ExitCode.ZK_UNREACHABLE, ExitCode.ZK_REFUSED, ExitCode.COMMAND_FAILED):
+    if code in (
+        ExitCode.USAGE,
+        ExitCode.ZK_UNREACHABLE,
+        ExitCode.ZK_REFUSED,
+        ExitCode.COMMAND_FAILED,
+        ExitCode.ELECTION_FAILED,
+    ):
         error(daemon.failure or ExitCode(code).name.lower())
     return code

@@ -11,7 +11,13 @@ election knows nothing of processes). The order of things is the safety story:
 - SIGTERM/SIGINT: stop the child, then close the session so the next contender takes over
   at once;
 - the child exits by itself: resign, then exit with its status or contend again;
-- the daemon is SIGKILLed: the lifeline process kills the child group.
+- the daemon is SIGKILLed: the lifeline process kills the child group;
+- the election's own loop fails for good (event ``failed``, ``election.failure`` an
+  :class:`InternalError`): it has revoked leadership, so the child group is stopped by then;
+  the daemon exits with :attr:`ExitCode.ELECTION_FAILED`;
+- the command cannot be started for want of resources (EMFILE, ENFILE, ...): retried with
+  backoff while leadership lasts, then leadership is given up (resign) so that another
+  participant runs it; never the "command does not exist" exit.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from typing import Any
 
 import prometheus_client
 
 from ._exitcodes import ExitCode
-from .config import ChildExitPolicy, DaemonConfig
+from .config import ChildExitPolicy, DaemonConfig, Recipe
 from .election import Election, ElectionState, Term, Transition
 from .endpoints import Endpoints, start_endpoints
 from .errors import (
@@ -32,18 +39,25 @@ from .errors import (
     ConfigError,
     ConnectTimeoutError,
     DataTooLargeError,
+    ElectionError,
+    InternalError,
     NoAuthError,
     ZooKeeperError,
 )
 from .hooks import HookRunner
 from .metrics import ElectionMetrics
-from .supervisor import ChildExit, ChildSupervisor
+from .supervisor import ChildExit, ChildResourceError, ChildSupervisor
 from .systemd import SystemdNotifier
 
 __all__ = ["Daemon"]
 
 # Revocations we or an operator asked for; any other one counts as a loss for --exit-on-loss.
 _OWN_REVOCATIONS = frozenset({"stopped", "resigned", "step_down", "priority_handover"})
+# Starting the command when the system is out of file descriptors or processes: retry with
+# backoff while leading, for at most this long (or the session timeout, if longer), then resign.
+_SPAWN_RETRY_FIRST_S = 0.05
+_SPAWN_RETRY_MAX_S = 1.0
+_SPAWN_RETRY_FOR_S = 5.0
 
 
 class Daemon:
@@ -63,6 +77,8 @@ class Daemon:
         self.notifier = notifier
         self.supervisor = supervisor
         self.hooks = hooks
+        # Only a foreign recipe is named, so that the default works with any Election.
+        recipe: dict[str, Any] = {} if config.recipe is Recipe.NATIVE else {"recipe": config.recipe.value}
         self.election = Election(
             config.hosts,
             config.path,
@@ -71,6 +87,7 @@ class Daemon:
             session_timeout_s=config.session_timeout_s,
             connect_timeout_s=config.connect_timeout_s,
             priority=config.priority,
+            **recipe,
         )
         self._exit = asyncio.Event()
         self._exit_code: int = ExitCode.OK
@@ -166,6 +183,8 @@ class Daemon:
             return self._fail(ExitCode.ZK_REFUSED, "zookeeper_refused", e)
         except ZooKeeperError as e:
             return self._fail(ExitCode.ZK_REFUSED, "zookeeper_refused", e)
+        except InternalError as e:
+            return self._fail(ExitCode.ELECTION_FAILED, "election_failed", e)
         negotiated = self.election.negotiated_session_timeout_s
         if negotiated is not None and abs(negotiated - self.config.session_timeout_s) > 1e-3:
             return self._fail(
@@ -201,7 +220,13 @@ class Daemon:
             self.notifier.status("stopping: handing over leadership")
         # Child first (on_revoked awaits it), then the session: the next contender starts
         # only when our node goes, and that is after our child is gone.
-        await self.election.stop()
+        try:
+            await self.election.stop()
+        except ElectionError as e:
+            # A failed election (InternalError, NoAuthError) says so again here: it has been
+            # logged and turned into the exit code already. The child is stopped below anyway.
+            if e is not getattr(self.election, "failure", None) and not isinstance(e, InternalError):
+                self.log.warning("stop_failed", reason=f"{type(e).__name__}: {e}")
         await self._stop_child("stopped")
         if self._endpoints is not None:
             await self._endpoints.close()
@@ -220,8 +245,17 @@ class Daemon:
     # -- election events -------------------------------------------------------------
 
     def _on_transition(self, t: Transition) -> None:
-        self.log.info(t.event, **{k: v for k, v in t.log_fields().items() if k != "event"})
+        fields = {k: v for k, v in t.log_fields().items() if k != "event"}
+        if t.event == "internal_error":
+            # The loop's own failure: the traceback is what a bug report needs.
+            self.log.error(t.event, exc_info=getattr(t, "error", None) or False, **fields)
+        elif t.event == "failed":
+            self.log.error(t.event, **fields)
+        else:
+            self.log.info(t.event, **fields)
         self.notifier.status(self._status_text(t))
+        if t.event == "failed":
+            self._on_failed(t)
         if t.event in ("elected", "revoked"):
             hook = self.config.on_elected if t.event == "elected" else self.config.on_revoked
             if hook:
@@ -233,6 +267,17 @@ class Daemon:
             and not self._exit.is_set()
         ):
             self.request_exit(ExitCode.LEADERSHIP_LOST)
+
+    def _on_failed(self, t: Transition) -> None:
+        """The election stopped for good; leadership (and so the child) was revoked before."""
+        failure = getattr(self.election, "failure", None)
+        if self._exit.is_set():
+            return
+        self.failure = str(failure) if failure is not None else (t.reason or "the election failed")
+        if isinstance(failure, ZooKeeperError):
+            self.request_exit(ExitCode.ZK_REFUSED)
+        else:
+            self.request_exit(ExitCode.ELECTION_FAILED)
 
     @staticmethod
     def _status_text(t: Transition) -> str:
@@ -258,12 +303,8 @@ class Daemon:
         if current is None or current.token != term.token or not self.election.is_leader:
             return
         self._child_term = term
-        try:
-            pid = await self.supervisor.start(self._child_env(term.token, term.node))
-        except ChildError as e:
-            self.failure = str(e)
-            self.log.error("child_failed", reason=self.failure)
-            self.request_exit(ExitCode.COMMAND_FAILED)
+        pid = await self._start_child(term)
+        if pid is None:
             return
         self.metrics.child_started()
         # Leadership may have ended while the child was being started.
@@ -272,6 +313,38 @@ class Daemon:
             return
         self.log.debug("child_running", pid=pid)
         self._child_watch = asyncio.ensure_future(self._watch_child())
+
+    async def _start_child(self, term: Term) -> int | None:
+        """Start the term's child; ``None`` if it was not started (and what follows is arranged)."""
+        assert self.supervisor is not None
+        retry_for_s = max(_SPAWN_RETRY_FOR_S, self.config.session_timeout_s)
+        give_up_at = time.monotonic() + retry_for_s
+        delay = _SPAWN_RETRY_FIRST_S
+        while True:
+            try:
+                return await self.supervisor.start(self._child_env(term.token, term.node))
+            except ChildResourceError as e:
+                # Out of file descriptors or processes: the command is fine, the system is not.
+                # Keep leading a little while and retry; then let someone else lead.
+                if time.monotonic() + delay > give_up_at:
+                    self.log.error("child_failed", reason=f"{e}; giving up leadership")
+                    if self._is_current(term):
+                        await self.election.resign()
+                    return None
+                self.log.warning("child_start_retry", reason=str(e), retry_in_s=delay)
+            except ChildError as e:
+                self.failure = str(e)
+                self.log.error("child_failed", reason=self.failure)
+                self.request_exit(ExitCode.COMMAND_FAILED)
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _SPAWN_RETRY_MAX_S)
+            if not self._is_current(term):
+                return None
+
+    def _is_current(self, term: Term) -> bool:
+        current = self.election.term
+        return current is not None and current.token == term.token and self.election.is_leader
 
     async def _on_revoked(self, reason: str) -> None:
         await self._stop_child(reason)

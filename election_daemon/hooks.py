@@ -87,8 +87,10 @@ async def run_hook(
     timeout_s: float,
     log: EventLog,
     name: str,
+    environment: Mapping[str, str] | None = None,
 ) -> HookResult:
-    """Run ``command`` with ``/bin/sh -c`` and ``env`` over the daemon's environment.
+    """Run ``command`` with ``/bin/sh -c`` and ``env`` over the daemon's environment (or over
+    ``environment`` if given).
 
     The hook is done when the shell has exited and its output is closed, so a background job
     that keeps the output open counts as part of it: redirect such jobs' output. At
@@ -96,15 +98,17 @@ async def run_hook(
     group too.
 
     Logs ``hook_started``, ``hook_timeout`` (if killed) and ``hook_finished`` (with the output);
-    never raises for a failing hook.
+    never raises for a failing hook, nor for one that cannot be started (out of file
+    descriptors or processes: ``hook_finished`` with ``exit_code`` null and the reason).
     """
     started = time.monotonic()
+    base = os.environ if environment is None else environment
     try:
         process = await asyncio.create_subprocess_exec(
             "/bin/sh",
             "-c",
             command,
-            env={**os.environ, **env},
+            env={**base, **env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -182,10 +186,18 @@ class HookRunner:
     :param max_pending: hooks queued beyond this drop the oldest queued one (logged as
         ``hook_dropped``), so that a flapping election with a slow hook cannot grow memory
         without bound; the latest transitions' hooks are the ones kept.
+    :param environment: what each hook's environment starts from (see :func:`run_hook`).
     :raises ConfigError: on a non-positive ``timeout_s`` or ``max_pending``.
     """
 
-    def __init__(self, *, timeout_s: float, log: EventLog, max_pending: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        log: EventLog,
+        max_pending: int = 100,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         if not (math.isfinite(timeout_s) and timeout_s > 0):
             raise ConfigError("timeout_s", f"must be a positive number of seconds, got {timeout_s!r}")
         if max_pending < 1:
@@ -193,6 +205,7 @@ class HookRunner:
         self._timeout_s = float(timeout_s)
         self._log = log
         self._max_pending = max_pending
+        self._environment = None if environment is None else dict(environment)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._current: _Request | None = None
@@ -248,6 +261,7 @@ class HookRunner:
                     timeout_s=self._timeout_s,
                     log=self._log,
                     name=request.name,
+                    environment=self._environment,
                 )
             except Exception as exc:  # a bug in run_hook must not stop every later hook
                 self._log.error("hook_crashed", name=request.name, reason=repr(exc), exc_info=True)

@@ -14,6 +14,7 @@ Linux only (pidfd, prctl, /proc).
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import math
 import os
@@ -28,7 +29,7 @@ from ._eventlog import EventLog
 from ._lifeline import Lifeline, set_parent_death_signal
 from .errors import ChildError, ConfigError
 
-__all__ = ["ChildExit", "ChildSupervisor", "process_group_alive"]
+__all__ = ["RESOURCE_ERRNOS", "ChildExit", "ChildResourceError", "ChildSupervisor", "process_group_alive"]
 
 # How long processes may take to vanish once SIGKILLed (uninterruptible sleep, a loaded machine).
 _KILL_WAIT_S = 5.0
@@ -39,6 +40,17 @@ _GROUP_POLL_MAX_S = 0.05
 # The exit status of a child that found its parent (the daemon) already dead before the
 # parent-death signal was armed, like a shell's status for SIGKILL.
 _ORPHANED_STATUS = 128 + signal.SIGKILL
+
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
+"""Errors that say the system (or this process) is out of something for now (file descriptors,
+processes, memory), not that the command is wrong."""
+
+
+class ChildResourceError(ChildError):
+    """The command could not be started for want of resources (EMFILE, ENFILE, EAGAIN, ENOMEM).
+
+    Not the command's fault: it exists and is executable. Trying again later may work.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +101,8 @@ class ChildSupervisor:
     :param log: a structlog-style logger for ``child_*`` events.
     :param lifeline: the daemon's guardian; with it, a SIGKILLed daemon leaves none of the
         child's process group behind, not only the child itself.
+    :param environment: what the child's environment starts from, before :meth:`start`'s
+        ``env``; ``None`` for the daemon's whole environment as it is at each start.
     :raises ConfigError: on an empty command or a non-positive grace (``field`` names which).
     :raises ChildError: if the program cannot be found or executed.
 
@@ -104,6 +118,7 @@ class ChildSupervisor:
         kill_grace_s: float,
         log: EventLog,
         lifeline: Lifeline | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         if not command or not command[0]:
             raise ConfigError("command", "must name a program")
@@ -113,6 +128,7 @@ class ChildSupervisor:
         self._kill_grace_s = float(kill_grace_s)
         self._log = log
         self._lifeline = lifeline
+        self._environment = None if environment is None else dict(environment)
         self._executable = self.check_command()
         self._setpriv_prefix = _setpriv_prefix()
         self._child: _Child | None = None
@@ -155,13 +171,16 @@ class ChildSupervisor:
         return self.pid
 
     async def start(self, env: Mapping[str, str]) -> int:
-        """Start the command with ``env`` over the daemon's environment; return its pid.
+        """Start the command with ``env`` over the daemon's environment (or the ``environment``
+        given at construction); return its pid.
 
         stdin is ``/dev/null``; stdout and stderr are the daemon's. Returns as soon as the
         program has been executed (well under a few milliseconds).
 
         :raises ChildError: if the previous child or any process of its group is still alive,
             or if the program cannot be executed.
+        :raises ChildResourceError: if it could not be started for want of file descriptors,
+            processes or memory (a :class:`ChildError` too).
         """
         previous = self._child
         if previous is not None:
@@ -174,24 +193,33 @@ class ChildSupervisor:
             self._release_group(previous)
         started = time.monotonic()
         prefix = self._setpriv_prefix
+        base = os.environ if self._environment is None else self._environment
         # Synchronous on purpose, from fork until the child is known to the reaper and to the
         # lifeline: with no await in between, a cancelled caller cannot orphan it. Spawning takes
         # a fraction of a millisecond (vfork, exec), less than asyncio's subprocess plumbing.
         try:
             popen = subprocess.Popen(  # noqa: ASYNC220
                 [*(prefix or ()), self._executable, *self._command[1:]],
-                env={**os.environ, **env},
+                env={**base, **env},
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 # Only without setpriv: see _setpriv_prefix for why it is avoided.
                 preexec_fn=None if prefix else functools.partial(_die_with_parent, os.getpid()),  # noqa: PLW1509
             )
         except OSError as exc:
+            if exc.errno in RESOURCE_ERRNOS:
+                raise ChildResourceError(
+                    f"cannot start {self._executable} for now: {exc.strerror} (out of resources)"
+                ) from exc
             raise ChildError(f"cannot start {self._executable}: {exc.strerror}") from exc
         try:
             pidfd = os.pidfd_open(popen.pid)
         except OSError as exc:
             _kill_unwatched(popen)
+            if exc.errno in RESOURCE_ERRNOS:
+                raise ChildResourceError(
+                    f"cannot watch child {popen.pid} for now: {exc.strerror} (out of resources)"
+                ) from exc
             raise ChildError(
                 f"cannot watch child {popen.pid} (pidfd_open needs Linux 5.3): {exc.strerror}"
             ) from exc
@@ -339,7 +367,8 @@ def process_group_alive(pgid: int) -> bool:
 
     ``killpg(pgid, 0)`` alone also counts zombies, which are dead already and which an init
     that does not reap orphans (some containers' PID 1) keeps in the group for ever; so when it
-    finds members, /proc tells whether any of them is alive.
+    finds members, /proc tells whether any of them is alive. If /proc cannot be read (out of
+    file descriptors), the members count as alive: a group is never declared gone unseen.
     """
     try:
         os.killpg(pgid, 0)
@@ -347,7 +376,10 @@ def process_group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         pass  # a member we may not signal (another user's) exists
-    return any(pgrp == pgid and state != b"Z" for pgrp, state in _process_groups_and_states())
+    try:
+        return any(pgrp == pgid and state != b"Z" for pgrp, state in _process_groups_and_states())
+    except OSError:
+        return True
 
 
 def _process_groups_and_states() -> Iterator[tuple[int, bytes]]:
@@ -358,7 +390,7 @@ def _process_groups_and_states() -> Iterator[tuple[int, bytes]]:
             try:
                 with open(f"/proc/{entry.name}/stat", "rb") as stat_file:
                     stat = stat_file.read()
-            except OSError:
+            except (FileNotFoundError, ProcessLookupError):
                 continue  # exited since the listing
             # The command name (field 2) may contain spaces and parentheses; the fields after its
             # closing parenthesis are fixed: state, ppid, pgrp, ...

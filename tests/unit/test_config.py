@@ -690,6 +690,7 @@ def test_exit_code_values_are_the_documented_ones() -> None:
         "LEADERSHIP_LOST": 6,
         "VERIFY_FAILED": 7,
         "OPERATION_FAILED": 8,
+        "ELECTION_FAILED": 9,
     }
     assert ExitCode(3) is ExitCode.ZK_UNREACHABLE
     assert all(code.__doc__ for code in ExitCode)
