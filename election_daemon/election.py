@@ -26,6 +26,7 @@ import contextlib
 import enum
 import inspect
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ from typing import Any
 
 import aiozk
 
-from ._zk import MAX_DATA_BYTES, GuardFailedError, Stat, ZooKeeper, first_of
+from ._pacing import TokenBucket
+from ._zk import GuardFailedError, Stat, ZooKeeper, first_of
 from .candidacy import (
     Candidacy,
     Contender,
@@ -53,12 +55,14 @@ from .errors import (
     ConfigError,
     ConnectionLossError,
     ElectionError,
+    InternalError,
     NoAuthError,
     NoNodeError,
     NotLeaderError,
     SessionLostError,
     ZooKeeperError,
 )
+from .recipes import Recipe
 from .session import Session, SessionChange, SessionState
 
 __all__ = ["Election", "ElectionState", "Term", "Transition"]
@@ -67,6 +71,22 @@ _log = logging.getLogger(__name__)
 
 # Between failed attempts to join while the session looks healthy (e.g. a NoAuth race).
 _RETRY_DELAY_S = 0.2
+
+# Fail-safe: after an unexpected exception the loop rejoins with a fresh node, backing off
+# from _FAILURE_BACKOFF_S, doubling up to T; this many failures in a row stop the election.
+_FAILURE_BACKOFF_S = 0.1
+_MAX_FAILURES = 5
+# Failures further apart than this many session timeouts are not "in a row".
+_FAILURES_FORGOTTEN_T = 10
+
+# The bound on moves driven by what ZooKeeper holds (see _pacing): rejoining after our node
+# was deleted, and leaving our place for a step-down, a handover or a higher priority.
+# A burst of _MOVES_BURST, then one per _MOVE_REFILL_T of the session timeout T.
+_MOVES_BURST = 5
+_MOVE_REFILL_T = 0.5
+_MAX_IDENTITY_BYTES = 255
+# Node names remembered as ignored or deferred to (unique forever, so forgetting is safe).
+_MAX_REMEMBERED = 1024
 
 
 class ElectionState(enum.Enum):
@@ -120,6 +140,8 @@ class Transition:
     session_id: int | None
     timestamp: float
     monotonic_s: float
+    error: BaseException | None = None
+    """The exception behind an ``internal_error`` event (not part of the log schema's keys)."""
 
     def log_fields(self) -> dict[str, Any]:
         """The fixed keys of the log schema (``timestamp`` is added by the logger)."""
@@ -158,6 +180,10 @@ class Election:
         A sitting leader hands over to a higher-priority participant only once that
         participant's node has been in the queue continuously for ``priority_stable_s``
         (default: twice the session timeout), so one that comes and goes causes no storm.
+    :param recipe: how our node is named and filled: ``native`` (ours), or ``curator`` or
+        ``kazoo`` to be seen as a participant by Curator's ``LeaderLatch`` or kazoo's
+        ``Election`` on the same path. Whatever the recipe, we queue behind every live
+        ephemeral contender of any recipe. Foreign recipes take no ``data`` or ``priority``.
     """
 
     def __init__(
@@ -173,46 +199,67 @@ class Election:
         connect_timeout_s: float = 30.0,
         priority: int = 0,
         priority_stable_s: float | None = None,
+        recipe: Recipe | str = Recipe.NATIVE,
     ) -> None:
         if session_timeout_s is not None and session_timeout is not None:
             raise ConfigError("session_timeout_s", "give session_timeout_s or session_timeout, not both")
         timeout_s = session_timeout_s if session_timeout_s is not None else session_timeout
         timeout_s = 10.0 if timeout_s is None else timeout_s
-        if not isinstance(timeout_s, int | float) or not 0 < timeout_s <= 3600:
+        if not _is_number(timeout_s) or not 0.1 <= timeout_s <= 3600:
             raise ConfigError(
-                "session_timeout_s", f"must be a number of seconds in (0, 3600], not {timeout_s!r}"
+                "session_timeout_s", f"must be a number of seconds in [0.1, 3600], not {timeout_s!r}"
             )
-        if not connect_timeout_s > 0:
-            raise ConfigError("connect_timeout_s", f"must be positive, not {connect_timeout_s!r}")
-        if not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
+        if not _is_number(connect_timeout_s) or not connect_timeout_s > 0:
+            raise ConfigError("connect_timeout_s", f"must be a positive number, not {connect_timeout_s!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
             raise ConfigError("priority", f"must be a 32-bit integer, not {priority!r}")
-        if priority_stable_s is not None and not priority_stable_s >= 0:
+        if priority_stable_s is not None and not (_is_number(priority_stable_s) and priority_stable_s >= 0):
             raise ConfigError("priority_stable_s", f"must be zero or more seconds, not {priority_stable_s!r}")
+        try:
+            self.recipe = Recipe(recipe)
+        except ValueError:
+            raise ConfigError("recipe", f"must be native, curator or kazoo, not {recipe!r}") from None
+        if self.recipe is Recipe.OTHER:
+            raise ConfigError("recipe", "must be native, curator or kazoo, not 'other'")
+        if self.recipe is not Recipe.NATIVE and (priority or data is not None):
+            raise ConfigError(
+                "priority" if priority else "data",
+                f"the {self.recipe.value} recipe keeps only the identity in a node: no data or priority",
+            )
         self._servers: tuple[tuple[str, int], ...] = ()
         self._chroot: str | None = None
         if client is None:
-            if hosts is None:
-                raise ConfigError("hosts", "give a ZooKeeper connect string or a client")
+            if not isinstance(hosts, str):
+                raise ConfigError("hosts", f"give a ZooKeeper connect string or a client, not {hosts!r}")
             self._servers, self._chroot = parse_hosts(hosts)
+        if not isinstance(path, str):
+            raise ConfigError("path", f"must be a string, not {path!r}")
         self.path = validate_election_path(path)
         self.identity = default_identity() if identity is None else identity
-        if not self.identity or len(self.identity) > 255 or not self.identity.isprintable():
-            raise ConfigError("identity", f"must be 1 to 255 printable characters, not {self.identity!r}")
-        try:
-            self._payload = encode_node_data(self.identity, data)
-        except (TypeError, ValueError) as e:
-            raise ConfigError("data", f"must be bytes or JSON-serialisable: {e}") from None
-        if len(self._payload) > MAX_DATA_BYTES:
+        if (
+            not isinstance(self.identity, str)
+            or not self.identity.strip()
+            or len(self.identity.encode("utf-8", "replace")) > _MAX_IDENTITY_BYTES
+            or not self.identity.isprintable()
+        ):
             raise ConfigError(
-                "data",
-                f"is {len(self._payload)} bytes with the identity; a node holds at most {MAX_DATA_BYTES}",
+                "identity",
+                f"must be 1 to {_MAX_IDENTITY_BYTES} bytes of printable text, not {self.identity!r}",
             )
+        self._payload = encode_node_data(self.identity, data, self.recipe)
         self.data = data
         self.requested_session_timeout_s = float(timeout_s)
         self.priority = priority
         self._priority_stable_s = priority_stable_s
         # When this leader first saw each higher-priority node (the anti-flapping rule).
         self._first_seen: dict[str, float] = {}
+        # Nodes we stepped aside for: never twice for the same one (one that never leads
+        # would otherwise have every participant defer to it in turn, forever).
+        self._deferred_to: set[str] = set()
+        self._ignored: set[str] = set()
+        self._moves = TokenBucket(_MOVES_BURST, _MOVE_REFILL_T * self.requested_session_timeout_s)
+        self._failures = 0
+        self._last_failure_at = -math.inf
         self._connect_timeout_s = connect_timeout_s
         self._client = client
         self._session: Session | None = None
@@ -233,6 +280,7 @@ class Election:
         self._poked = False
         self._resign_requests: list[asyncio.Future[None]] = []
         self._failure: ElectionError | None = None
+        self._session_released = False
 
     # -- registration ------------------------------------------------------------------
 
@@ -290,8 +338,15 @@ class Election:
         return queue[0] if queue else None
 
     async def participants(self) -> list[Participant]:
-        """Every contender in queue order, leader first."""
+        """Every genuine live contender in queue order, the head first (of any recipe)."""
+        if self._state is ElectionState.STOPPED:
+            raise ElectionError("the election was stopped: its session is closed")
         return await read_queue(self.session.zk, self.path)
+
+    @property
+    def failure(self) -> ElectionError | None:
+        """Why the election stopped by itself (an :class:`InternalError`, a refusal), if it did."""
+        return self._failure
 
     async def wait_for_leadership(self, timeout: float | None = None) -> Term:
         """Until this participant leads; returns the term. Raises TimeoutError on ``timeout``."""
@@ -317,6 +372,8 @@ class Election:
             while True:
                 item = await queue.get()
                 if item is None:
+                    if self._failure is not None:
+                        raise self._failure
                     return
                 yield item
         finally:
@@ -348,6 +405,7 @@ class Election:
             if session.is_connected():
                 self._emit_session_event("connected", "connected")
             self._task = asyncio.create_task(self._run(), name=f"election {self.path}")
+            self._task.add_done_callback(self._loop_ended)
             joined = asyncio.ensure_future(self._joined.wait())
             await asyncio.wait([joined, self._task], return_when=asyncio.FIRST_COMPLETED)
             joined.cancel()
@@ -370,11 +428,18 @@ class Election:
         await fut
 
     async def stop(self) -> None:
-        """Leave for good: revoke (callbacks first), delete our node, close an owned client."""
+        """Leave for good: revoke (callbacks first), delete our node, close an owned client.
+
+        Raises the election's :attr:`failure` if it had stopped by itself (after cleaning up).
+        """
         if self._state is ElectionState.IDLE:
             self._set(ElectionState.STOPPED, "stopped", "stopped")
-        elif self._state is not ElectionState.STOPPED:
+        elif self._state is not ElectionState.STOPPED or (
+            self._session is not None and not self._session_released
+        ):
             await self._shutdown("stopped")
+        if self._failure is not None:
+            raise self._failure
 
     async def _shutdown(self, reason: str) -> None:
         if self._state is ElectionState.LEADING:
@@ -391,13 +456,15 @@ class Election:
                 async with asyncio.timeout(session.negotiated_timeout_s / 3):
                     await self._candidacy.leave()
         self._candidacy = None
-        # Always the last event, also after a leader's "revoked" (which already says STOPPED).
-        self._set(ElectionState.STOPPED, "stopped", reason, force=True)
+        if self._failure is None:
+            # Always the last event, also after a leader's "revoked" (which already says STOPPED).
+            self._set(ElectionState.STOPPED, "stopped", reason, force=True)
         self._leading.set()  # wakes wait_for_leadership(), which then raises
         for fut in self._resign_requests:
             if not fut.done():
                 fut.set_result(None)
         if session is not None:
+            self._session_released = True
             session.remove_listener(self._on_session_change)
             await session.release()
         for queue in self._subscribers:
@@ -420,7 +487,16 @@ class Election:
 
     # -- the one writer ----------------------------------------------------------------
 
-    def _set(self, state: ElectionState, event: str, reason: str | None, *, force: bool = False) -> None:
+    def _set(
+        self,
+        state: ElectionState,
+        event: str,
+        reason: str | None,
+        *,
+        force: bool = False,
+        error: BaseException | None = None,
+        term: Term | None = None,
+    ) -> None:
         previous = self._state
         if (state is previous or previous is ElectionState.STOPPED) and not force:
             return
@@ -431,7 +507,7 @@ class Election:
             self._leading.clear()
         if state in (ElectionState.FOLLOWING, ElectionState.LEADING):
             self._joined.set()
-        term = self._term
+        term = term or self._term
         session = self._session
         transition = Transition(
             event=event,
@@ -445,6 +521,7 @@ class Election:
             session_id=session.session_id if session is not None else None,
             timestamp=time.time(),
             monotonic_s=time.monotonic(),
+            error=error,
         )
         for listener in list(self._listeners):
             try:
@@ -498,6 +575,14 @@ class Election:
     def _on_session_change(self, change: SessionChange) -> None:
         if self._state in (ElectionState.IDLE, ElectionState.STOPPED):
             return
+        try:
+            self._follow_session(change)
+        except Exception as e:
+            # Fail-safe: whatever went wrong, leadership does not survive it.
+            self._internal_error(e)
+            self._poke()
+
+    def _follow_session(self, change: SessionChange) -> None:
         if change.state is SessionState.SUSPENDED:
             if self._state is ElectionState.LEADING:
                 self._revoke(change.reason, ElectionState.SUSPENDED)
@@ -533,37 +618,120 @@ class Election:
     # -- the loop ----------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Contend until stopped. Fail-safe: nothing unexpected leaves us LEADING.
+
+        Expected trouble (connection loss, our node deleted) is retried as the recipe says.
+        Any other exception is an internal error: leadership is revoked on the spot, the
+        node is given up, and after a back-off we rejoin with a fresh one; after
+        ``_MAX_FAILURES`` in a row the election stops with an :class:`InternalError`.
+        """
         session = self.session
         while True:
             try:
-                await session.wait_connected()
-                session_id = session.session_id
-                assert session_id is not None
-                candidacy = self._candidacy
-                if candidacy is None or candidacy.session_id != session_id:
-                    candidacy = self._candidacy = Candidacy(
-                        session.zk, self.path, self._payload, session_id=session_id, priority=self.priority
-                    )
-                await candidacy.join()
-                await self._contend(candidacy)
-            except NoNodeError:
-                # Our node is gone (an operator, or the path was deleted): join again, anew.
-                self._revoke("node_deleted", ElectionState.JOINING)
-                if self._state is not ElectionState.JOINING:
-                    self._set(ElectionState.JOINING, "node_lost", "node_deleted")
-                self._candidacy = None
+                await self._contend_once(session)
+            except asyncio.CancelledError:
+                raise
             except NoAuthError as e:
-                self._failure = e
-                self._revoke("no_auth", ElectionState.STOPPED)
-                self._set(ElectionState.STOPPED, "failed", str(e))
-                self._leading.set()
+                self._fail(e, "no_auth")
                 return
-            except (TimeoutError, ConnectionLossError, SessionLostError):
-                # The session listener has (or will have) taken leadership away; wait for it.
-                await self._pause_if_connected()
-            except ZooKeeperError:
-                _log.warning("election %s: ZooKeeper error; retrying", self.path, exc_info=True)
-                await self._pause_if_connected()
+            except Exception as e:
+                self._internal_error(e)
+                if self._failures >= _MAX_FAILURES:
+                    self._fail(
+                        InternalError(f"{self.path}: {self._failures} internal errors in a row, last {e!r}"),
+                        "internal_error",
+                        cause=e,
+                    )
+                    return
+                backoff_s = _FAILURE_BACKOFF_S * 2 ** (self._failures - 1)
+                await asyncio.sleep(min(backoff_s, session.negotiated_timeout_s))
+
+    async def _contend_once(self, session: Session) -> None:
+        try:
+            await session.wait_connected()
+            session_id = session.session_id
+            assert session_id is not None
+            candidacy = self._candidacy
+            if candidacy is None or candidacy.session_id != session_id:
+                candidacy = self._candidacy = Candidacy(
+                    session.zk,
+                    self.path,
+                    self._payload,
+                    session_id=session_id,
+                    priority=self.priority,
+                    recipe=self.recipe,
+                )
+            await candidacy.join()
+            await self._contend(candidacy)
+        except NoNodeError:
+            # Our node is gone (an operator, or the path was deleted): join again, anew, paced
+            # so that deleting our node over and over cannot make us spin.
+            self._revoke("node_deleted", ElectionState.JOINING)
+            if self._state is not ElectionState.JOINING:
+                self._set(ElectionState.JOINING, "node_lost", "node_deleted")
+            self._candidacy = None
+            await self._pace()
+        except (TimeoutError, ConnectionLossError, SessionLostError):
+            # The session listener has (or will have) taken leadership away; wait for it.
+            await self._pause_if_connected()
+        except NoAuthError:
+            raise
+        except ZooKeeperError:
+            _log.warning("election %s: ZooKeeper error; retrying", self.path, exc_info=True)
+            await self._pause_if_connected()
+
+    async def _pace(self) -> None:
+        """Wait, if need be, until another move is within the bound (see :mod:`._pacing`)."""
+        delay_s = self._moves.reserve()
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+
+    def _internal_error(self, error: BaseException) -> None:
+        """Revoke at once, say so loudly, and give up our node: the next join starts afresh."""
+        now = time.monotonic()
+        if now - self._last_failure_at > _FAILURES_FORGOTTEN_T * self.requested_session_timeout_s:
+            self._failures = 0
+        self._failures += 1
+        self._last_failure_at = now
+        ended = self._term if self._state is ElectionState.LEADING else None
+        self._revoke("internal_error", ElectionState.JOINING)
+        _log.error("election %s: internal error; leadership given up", self.path, exc_info=error)
+        self._set(
+            ElectionState.JOINING,
+            "internal_error",
+            f"{type(error).__name__}: {error}"[:500],
+            force=True,
+            error=error,
+            term=ended,
+        )
+        candidacy, self._candidacy = self._candidacy, None
+        if candidacy is not None and candidacy.node is not None:
+            # Best effort, in the background: a node we no longer wait on must not block others.
+            task = asyncio.ensure_future(candidacy.leave())
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_tasks.discard)
+
+    def _fail(self, error: ElectionError, reason: str, *, cause: BaseException | None = None) -> None:
+        """Stop for good: revoke, the ``failed`` event, and every waiter told why."""
+        if cause is not None:
+            error.__cause__ = cause
+        self._failure = error
+        self._revoke(reason, ElectionState.STOPPED)
+        self._set(ElectionState.STOPPED, "failed", str(error)[:500], force=True)
+        self._leading.set()
+        for fut in self._resign_requests:
+            if not fut.done():
+                fut.set_result(None)
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """The last line of defence: a loop that ends while we lead takes leadership with it."""
+        if task.cancelled() or self._state is not ElectionState.LEADING:
+            return
+        error = task.exception() or InternalError("the election loop ended while leading")
+        self._revoke("internal_error", ElectionState.STOPPED)
+        _log.error("election %s: loop ended while leading", self.path, exc_info=error)
 
     async def _pause_if_connected(self) -> None:
         if self.session.is_connected():
@@ -572,7 +740,6 @@ class Election:
 
     async def _contend(self, candidacy: Candidacy) -> None:
         """Follow, then lead, while the session stays connected; returns when it does not."""
-        zk = candidacy.zk
         session = self.session
         own: _OwnNode | None = None
         predecessor_went = False
@@ -587,7 +754,7 @@ class Election:
                     own = None
             else:
                 position = await candidacy.position()
-            predecessor = await self._arm_predecessor_watch(zk, position.preceding)
+            predecessor = await self._arm_predecessor_watch(candidacy, position.preceding)
             if predecessor is not None:
                 if own is not None:
                     own.cancel()
@@ -622,9 +789,20 @@ class Election:
             self._set(ElectionState.FOLLOWING, "joined", None)
 
     async def _arm_predecessor_watch(
-        self, zk: ZooKeeper, preceding: tuple[str, ...]
+        self, candidacy: Candidacy, preceding: tuple[str, ...]
     ) -> tuple[asyncio.Future[None], str] | None:
-        """Watch the nearest live contender before ours; None when we are first."""
+        """Watch the nearest genuine live contender before ours; None when we are first.
+
+        A persistent node is nobody's candidacy, and a node created after ours (higher
+        czxid) lied about its place with its name: both are skipped, not waited on. The
+        stat comes with the watch we set anyway, so checking costs no request.
+        """
+        zk = candidacy.zk
+        if candidacy.czxid is None and candidacy.node is not None:
+            stat = await zk.exists(candidacy.node)
+            if stat is None:
+                raise NoNodeError(f"our node {candidacy.node} is gone")
+            candidacy.czxid = stat.czxid
         for node in reversed(preceding):
             gone = zk.watch(node)
             try:
@@ -635,13 +813,38 @@ class Election:
             except BaseException:
                 gone.cancel()
                 raise
-            if stat.ephemeral_owner == 0:
-                # A persistent look-alike is nobody's candidacy: skip it rather than wait forever.
+            if stat.ephemeral_owner == 0 or (candidacy.czxid is not None and stat.czxid > candidacy.czxid):
                 gone.cancel()
-                _log.warning("election %s: ignoring persistent node %s in the queue", self.path, node)
+                self._ignore(node, "persistent" if stat.ephemeral_owner == 0 else "created after ours")
                 continue
             return gone, node
         return None
+
+    def _ignore(self, node: str, why: str) -> None:
+        """Log a node we do not obey, once per node (the set is pruned, never unbounded)."""
+        if node in self._ignored:
+            return
+        if len(self._ignored) >= _MAX_REMEMBERED:
+            self._ignored.clear()
+        self._ignored.add(node)
+        _log.warning("election %s: ignoring %s in the queue: %s", self.path, node, why)
+
+    async def _is_live_contender(self, zk: ZooKeeper, node: str) -> bool:
+        """Whether ``node`` is there and ephemeral: a live session's candidacy, not a look-alike."""
+        stat = await zk.exists(node)
+        if stat is None or stat.ephemeral_owner == 0:
+            self._ignore(node, "not a live ephemeral contender")
+            return False
+        return True
+
+    def _may_step_aside_for(self, target: str) -> bool:
+        """Once per target, within the move budget: no write can make us defer forever."""
+        if target in self._deferred_to:
+            return False
+        if len(self._deferred_to) >= _MAX_REMEMBERED:
+            self._deferred_to.clear()
+        self._deferred_to.add(target)
+        return self._moves.try_take()
 
     async def _lead(self, candidacy: Candidacy, position: Position, own: _OwnNode | None) -> None:
         zk = candidacy.zk
@@ -682,7 +885,7 @@ class Election:
                     # Ours, or its target is gone: the handover is done either way.
                     await clear_handover(zk, self.path, handover)
                     handover = None
-            elif step_down_request(raw) is not None:
+            elif step_down_request(raw) is not None and self._moves.try_take():
                 own_change.cancel()
                 await self._resign(candidacy, "step_down")
                 return
@@ -695,14 +898,20 @@ class Election:
                 raise
             successor, wait_s = self._preferred_successor(candidacy, contenders)
             if successor is not None:
-                own_change.cancel()
-                queue_change.cancel()
-                await write_handover(zk, self.path, f"{self.path}/{successor.name}")
-                await self._resign(candidacy, "priority_handover")
-                return
+                target = f"{self.path}/{successor.name}"
+                if await self._is_live_contender(zk, target) and self._may_step_aside_for(target):
+                    own_change.cancel()
+                    queue_change.cancel()
+                    await write_handover(zk, self.path, target)
+                    await self._resign(candidacy, "priority_handover")
+                    return
+                self._deferred_to.add(target)
             waits = [own_change, queue_change, session.not_connected(), self._wake_future()]
             if wait_s is not None:
                 waits.append(_timer(wait_s))
+            if step_down_request(raw) is not None:
+                # Honoured once the move budget allows (see _pacing): check again then.
+                waits.append(_timer(self._moves.refill_s))
             await first_of(*waits)
             if self._resign_requests:
                 await self._resign(candidacy, "resigned")
@@ -720,19 +929,28 @@ class Election:
     async def _defer_to_another(
         self, candidacy: Candidacy, position: Position, handover: Handover | None
     ) -> bool:
-        """Before leading: step aside for a pending handover target or a higher priority."""
+        """Before leading: step aside for a pending handover target or a higher priority.
+
+        Only for a live ephemeral contender of this election, at most once per target and
+        within the move budget: a target that never takes over cannot stall the election.
+        """
         zk = candidacy.zk
         names = {f"{self.path}/{c.name}" for c in position.contenders}
+        self._deferred_to &= names
         target: str | None = None
+        write = False
         if handover is not None and handover.to != position.node and handover.to in names:
             target = handover.to
         else:
             best = max(position.contenders, key=lambda c: (c.priority, -c.sequence))
             if best.priority > position.mine.priority:
-                target = f"{self.path}/{best.name}"
-                await write_handover(zk, self.path, target)
-        if target is None:
+                target, write = f"{self.path}/{best.name}", True
+        if target is None or target in self._deferred_to:
             return False
+        if not (await self._is_live_contender(zk, target) and self._may_step_aside_for(target)):
+            return False
+        if write:
+            await write_handover(zk, self.path, target)
         self._set(self._state, "deferred", f"handover to {target}", force=True)
         await candidacy.leave()
         self._candidacy = None
@@ -746,7 +964,14 @@ class Election:
         stable_s = self._priority_stable_s
         if stable_s is None:
             stable_s = 2 * self.session.negotiated_timeout_s
-        better = [c for c in contenders if c.priority > self.priority and c.guid != candidacy.guid]
+        self._deferred_to &= {f"{self.path}/{c.name}" for c in contenders}
+        better = [
+            c
+            for c in contenders
+            if c.priority > self.priority
+            and not candidacy.is_mine(c)
+            and f"{self.path}/{c.name}" not in self._deferred_to
+        ]
         self._first_seen = {c.name: self._first_seen.get(c.name, now) for c in better}
         if not better:
             return None, None
@@ -764,7 +989,12 @@ class Election:
         self._first_seen = {}
         requests, self._resign_requests = self._resign_requests, []
         new = self._candidacy = Candidacy(
-            candidacy.zk, self.path, self._payload, session_id=candidacy.session_id, priority=self.priority
+            candidacy.zk,
+            self.path,
+            self._payload,
+            session_id=candidacy.session_id,
+            priority=self.priority,
+            recipe=self.recipe,
         )
         try:
             await new.join()
@@ -801,3 +1031,7 @@ def _timer(delay_s: float) -> asyncio.Future[None]:
     handle = loop.call_later(delay_s, fire)
     fut.add_done_callback(lambda _f: handle.cancel())
     return fut
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -14,7 +14,8 @@
     │   └── DataTooLargeError     node data larger than ZooKeeper accepts (jute.maxbuffer)
     ├── NotLeaderError            a leader-only action was tried without leadership, or it was lost
     │   └── StaleTokenError       a fence refused a write's token (defined in election_daemon.fencing)
-    └── ChildError                the leader-only command could not be started or supervised
+    ├── ChildError                the leader-only command could not be started or supervised
+    └── InternalError             the election's own loop failed repeatedly, so it stopped
 
 aiozk exceptions never leave this package: ``election_daemon._zk`` converts them at the
 boundary, keeping the original as ``__cause__``.
@@ -74,3 +75,11 @@ class NotLeaderError(ElectionError):
 
 class ChildError(ElectionError):
     """The leader-only command could not be started or supervised."""
+
+
+class InternalError(ElectionError):
+    """The election's own work failed unexpectedly, again and again: it gave up leadership and stopped.
+
+    Each failure is logged as an ``internal_error`` event with its traceback; the original
+    exception of the last one is ``__cause__``.
+    """
