@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import json
 import math
 import os
 import signal
@@ -27,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from . import _jsonout
 from ._exitcodes import ExitCode
 from .candidacy import Participant
 from .cli import PROG, error
@@ -221,7 +221,11 @@ def _escape(ch: str) -> str:
 
 
 def _identity(participant: Participant) -> str:
-    return "?" if participant.id is None else terminal_text(participant.id, _ID_WIDTH)
+    identity: object = participant.id
+    if identity is None:
+        return "?"
+    # Whatever the node held: the library decodes it, but a terminal must never choke on it.
+    return terminal_text(identity if isinstance(identity, str) else _jsonout.dumps(identity), _ID_WIDTH)
 
 
 def _data(participant: Participant) -> str:
@@ -231,7 +235,7 @@ def _data(participant: Participant) -> str:
     if isinstance(data, bytes):
         # Only the start can be shown: encode no more than that.
         return terminal_text("base64:" + base64.b64encode(data[:_DATA_WIDTH]).decode("ascii"), _DATA_WIDTH)
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = _jsonout.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return terminal_text(text, _DATA_WIDTH)
 
 
@@ -281,7 +285,7 @@ async def _status(options: ObserveOptions, args: argparse.Namespace) -> int:
     async with options.observer() as observer:
         snapshot = await observer.snapshot()
     if args.json:
-        print(json.dumps(snapshot.as_dict()))
+        print(_jsonout.dumps(snapshot.as_dict()))
     elif sys.stdout.isatty():
         Console(highlight=False).print(_status_table(snapshot))
     else:
@@ -392,7 +396,7 @@ async def until_interrupted(work: Coroutine[Any, Any, None]) -> None:
 
 
 def _emit(line: str | dict[str, Any], as_json: bool) -> None:
-    print(json.dumps(line) if as_json else line, flush=True)
+    print(_jsonout.dumps(line) if as_json else line, flush=True)
 
 
 def _participant_fields(participant: Participant | None) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import asyncio
 import collections
 import importlib.resources
 import ipaddress
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import _jsonout
 from ._cmd_observe import ObserveOptions, run_observer_command, until_interrupted
 from ._exitcodes import ExitCode
 from .cli import PROG
@@ -121,7 +121,7 @@ class Dashboard:
         return app
 
     async def _api_state(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.state(), headers={"Cache-Control": "no-store"})
+        return web.json_response(self.state(), dumps=_jsonout.dumps, headers={"Cache-Control": "no-store"})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
@@ -151,7 +151,8 @@ class Dashboard:
         return response
 
     def _event(self) -> bytes:
-        return f"data: {json.dumps(self.state())}\n\n".encode()
+        # Strict JSON, ASCII only: one line whatever participants wrote into their nodes.
+        return f"data: {_jsonout.dumps(self.state())}\n\n".encode()
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         self._closing = True

@@ -14,7 +14,6 @@ a cached ``/leader`` would route traffic to a former leader.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from . import _jsonout
 from .election import Election
 from .errors import ConfigError, ElectionError
 from .session import Session
@@ -165,7 +165,8 @@ def _json(doc: dict[str, Any], *, ok: bool) -> web.Response:
 
 
 def _dumps(doc: Any) -> str:
-    return json.dumps(doc) + "\n"
+    # Strict: participant data comes from whoever can write under the path.
+    return _jsonout.dumps(doc) + "\n"
 
 
 def _iso_utc(timestamp: float) -> str:

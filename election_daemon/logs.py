@@ -18,6 +18,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from ._jsonout import log_serializer
+
 __all__ = ["SCHEMA_KEYS", "SCHEMA_VERSION", "configure_logging", "get_logger"]
 
 SCHEMA_VERSION = 1
@@ -83,7 +85,8 @@ def configure_logging(
     ]
     renderer: structlog.typing.Processor
     if log_format == "json":
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+        # Strict JSON (no NaN or Infinity), and a value that cannot be encoded never loses the line.
+        renderer = structlog.processors.JSONRenderer(serializer=log_serializer, sort_keys=False)
         shared.append(structlog.processors.dict_tracebacks)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
