@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml scripts/ensure-venv
 
 # The tests also validate docker-compose.yml and drive the dashboard in a real browser.
 test: $(STAMP)
-	@scripts/ensure-system-packages zookeeper docker-compose chromium
+	@scripts/ensure-system-packages zookeeper docker-compose chromium curator
 	ELECTION_DAEMON_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
