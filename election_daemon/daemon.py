@@ -31,7 +31,7 @@ from typing import Any
 import prometheus_client
 
 from ._exitcodes import ExitCode
-from .config import ChildExitPolicy, DaemonConfig, Recipe
+from .config import ChildExitPolicy, DaemonConfig
 from .election import Election, ElectionState, Term, Transition
 from .endpoints import Endpoints, start_endpoints
 from .errors import (
@@ -77,8 +77,6 @@ class Daemon:
         self.notifier = notifier
         self.supervisor = supervisor
         self.hooks = hooks
-        # Only a foreign recipe is named, so that the default works with any Election.
-        recipe: dict[str, Any] = {} if config.recipe is Recipe.NATIVE else {"recipe": config.recipe.value}
         self.election = Election(
             config.hosts,
             config.path,
@@ -87,7 +85,7 @@ class Daemon:
             session_timeout_s=config.session_timeout_s,
             connect_timeout_s=config.connect_timeout_s,
             priority=config.priority,
-            **recipe,
+            recipe=config.recipe.value,
         )
         self._exit = asyncio.Event()
         self._exit_code: int = ExitCode.OK
@@ -122,8 +120,10 @@ class Daemon:
         e = self.election
         # After a revocation, child events still belong to the term the child ran for.
         term = e.term or self._child_term
-        session = e.session if e.state is not ElectionState.IDLE else None
-        sid = session.session_id if session is not None else None
+        try:
+            sid = e.session.session_id
+        except ElectionError:  # never started
+            sid = None
         return {
             "state": e.state.value,
             "path": e.path,

@@ -8,6 +8,11 @@ election (it joins nothing) and serves:
 - ``/events``: the state as server-sent events, one ``data:`` line of JSON per update;
 - ``/api/state``: the same state as one JSON object.
 
+Limits: a connection must send its request within a few seconds, at most 64 connections and
+16 event streams at once, and a request whose ``Host`` is not this server's (an IP address,
+``localhost``, the ``--listen`` host or an ``--allow-host`` name) gets 403: a web page whose
+name an attacker re-points at this machine (DNS rebinding) cannot read the dashboard.
+
 The state is ``Snapshot.as_dict()`` (``leader_for_s`` as of the moment it is sent) plus
 ``takeover_seen`` (false: ``leader_for_s`` is an upper bound, see ``Snapshot``), ``connected``
 (false: ZooKeeper is out of reach and this is the last known state) and ``history``: the last
@@ -21,7 +26,7 @@ import asyncio
 import collections
 import importlib.resources
 import ipaddress
-import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +36,7 @@ from aiohttp import web
 from . import _jsonout
 from ._cmd_observe import ObserveOptions, run_observer_command, until_interrupted
 from ._exitcodes import ExitCode
+from ._httpguard import HEADER_TIMEOUT_S, MAX_CONNECTIONS, GuardedRunner, bind_error
 from .cli import PROG
 from .errors import ConfigError
 from .observer import LeaderChange, Snapshot
@@ -41,6 +47,10 @@ _HISTORY_SIZE = 20
 # Comment lines keep idle connections open through proxies and reveal departed browsers.
 _KEEPALIVE_S = 15.0
 _DEFAULT_LISTEN = "127.0.0.1:8080"
+MAX_STREAMS = 16
+"""Event streams open at once; one more gets 503."""
+_PORT = re.compile(r"[0-9]{1,5}")
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?")
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -59,8 +69,18 @@ _ASSETS = {
 class Dashboard:
     """The web application: feed it snapshots and changes; it pushes them to every page open."""
 
-    def __init__(self, path: str, *, history_size: int = _HISTORY_SIZE) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        history_size: int = _HISTORY_SIZE,
+        allowed_hosts: Sequence[str] = (),
+        max_streams: int = MAX_STREAMS,
+    ) -> None:
         self.path = path
+        self._allowed_hosts = frozenset({"localhost", *(h.lower().rstrip(".") for h in allowed_hosts)})
+        self._max_streams = max_streams
+        self._streams = 0
         self._snapshot: Snapshot | None = None
         self._history: collections.deque[LeaderChange] = collections.deque(maxlen=history_size)
         self._updated = asyncio.Event()
@@ -112,7 +132,7 @@ class Dashboard:
         self._updated = asyncio.Event()
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._check_host])
         for route, (name, content_type) in _ASSETS.items():
             app.router.add_get(route, _asset_handler(name, content_type))
         app.router.add_get("/api/state", self._api_state)
@@ -120,10 +140,53 @@ class Dashboard:
         app.on_shutdown.append(self._on_shutdown)
         return app
 
+    def host_allowed(self, host_header: str | None) -> bool:
+        """Whether a request's ``Host`` names this server rather than someone else's domain.
+
+        IP addresses cannot be re-pointed, so they pass; names must be ``localhost`` (or under
+        ``.localhost``), the ``--listen`` host or an ``--allow-host`` name. No ``Host`` at all
+        (HTTP/1.0 tools) passes: browsers always send one.
+        """
+        if host_header is None:
+            return True
+        host = host_header.strip().lower()
+        if host.startswith("["):
+            return _is_ipv6(host[1 : host.find("]")]) if "]" in host else False
+        host = host.rpartition(":")[0] if ":" in host else host
+        host = host.rstrip(".")
+        if _is_ip(host):
+            return True
+        return host in self._allowed_hosts or host.endswith(".localhost")
+
+    @web.middleware
+    async def _check_host(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not self.host_allowed(request.headers.get("Host")):
+            return web.Response(
+                status=403,
+                text="this dashboard answers only to its own address (see --allow-host)\n",
+                headers={"Cache-Control": "no-store"},
+            )
+        return await handler(request)
+
     async def _api_state(self, _request: web.Request) -> web.Response:
         return web.json_response(self.state(), dumps=_jsonout.dumps, headers={"Cache-Control": "no-store"})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
+        if self._streams >= self._max_streams:
+            return web.Response(
+                status=503,
+                text="too many event streams open\n",
+                headers={"Cache-Control": "no-store", "Retry-After": "5"},
+            )
+        self._streams += 1
+        try:
+            return await self._stream(request)
+        finally:
+            self._streams -= 1
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -191,6 +254,14 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULT_LISTEN,
         help=f"address to serve on; port 0 picks a free one (default {_DEFAULT_LISTEN})",
     )
+    parser.add_argument(
+        "--allow-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a name the page may be reached by (repeatable); IP addresses, localhost and the "
+        "--listen host always work, other Host headers get 403 (against DNS rebinding)",
+    )
 
 
 def _parse_listen(text: str) -> tuple[str, int]:
@@ -201,7 +272,7 @@ def _parse_listen(text: str) -> tuple[str, int]:
         valid_host = _is_ipv6(host)
     else:
         valid_host = bool(host) and ":" not in host and host.isprintable() and " " not in host
-    if not colon or not valid_host or not port_text.isdigit() or int(port_text) > 65535:
+    if not colon or not valid_host or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
         raise ConfigError("--listen", f"expected HOST:PORT (port 0 to 65535), got {text!r}")
     return host, int(port_text)
 
@@ -214,26 +285,52 @@ def _is_ipv6(host: str) -> bool:
     return True
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_allowed_hosts(names: Sequence[str]) -> tuple[str, ...]:
+    for name in names:
+        if not _HOST_NAME.fullmatch(name):
+            raise ConfigError("--allow-host", f"must be a host name, got {name!r}")
+    return tuple(names)
+
+
 async def _serve(options: ObserveOptions, args: argparse.Namespace) -> int:
     host, port = _parse_listen(args.listen)
-    await until_interrupted(_serve_until_cancelled(options, host, port))
+    allowed = _parse_allowed_hosts(args.allow_host)
+    await until_interrupted(_serve_until_cancelled(options, host, port, allowed))
     return ExitCode.OK
 
 
-async def _serve_until_cancelled(options: ObserveOptions, host: str, port: int) -> None:
+async def _serve_until_cancelled(
+    options: ObserveOptions,
+    host: str,
+    port: int,
+    allowed_hosts: Sequence[str] = (),
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+) -> None:
     observer = options.observer()
-    dashboard = Dashboard(options.path)
+    dashboard = Dashboard(options.path, allowed_hosts=[host, *allowed_hosts])
     # Subscribed before the first read, so that nothing is missed between it and serving.
     snapshots, changes = observer.snapshots(), observer.changes()
-    runner = web.AppRunner(dashboard.app(), access_log=None)
+    runner = GuardedRunner(
+        dashboard.app(), max_connections=max_connections, header_timeout_s=header_timeout_s, access_log=None
+    )
     try:
         async with observer:
             await runner.setup()
             try:
                 await web.TCPSite(runner, host, port).start()
             except OSError as e:
-                reason = os.strerror(e.errno) if e.errno else str(e)
-                raise ConfigError("--listen", f"cannot listen on {host}:{port}: {reason}") from None
+                where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                raise ConfigError("--listen", f"cannot listen on {where}: {bind_error(e)}") from None
             bound_host, bound_port = runner.addresses[0][:2]
             shown = f"[{bound_host}]" if ":" in bound_host else bound_host
             print(f"{PROG} dashboard of {options.path}: http://{shown}:{bound_port}/", flush=True)

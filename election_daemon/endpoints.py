@@ -9,13 +9,15 @@ Served by aiohttp on the daemon's own event loop; no handler blocks it.
 
 HEAD works wherever GET does. JSON bodies end with a newline, and no response may be cached:
 a cached ``/leader`` would route traffic to a former leader.
+
+Limits (:mod:`._httpguard`): a connection must send its request within a few seconds, at most
+``max_connections`` are served at once, and at most a few ``/status`` lookups run at once
+(the others get 503 at once rather than queueing up reads of ZooKeeper).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -24,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from . import _jsonout
+from ._httpguard import HEADER_TIMEOUT_S, MAX_CONNECTIONS, GuardedRunner, bind_error
 from .election import Election
 from .errors import ConfigError, ElectionError
 from .session import Session
@@ -35,6 +38,8 @@ _LEADER_LOOKUP_TIMEOUT_S = 1.0
 # Handlers finish within the lookup timeout; closing never waits much longer for them.
 _SHUTDOWN_TIMEOUT_S = 2.0
 _NO_STORE = {"Cache-Control": "no-store"}
+# /status lookups in flight at once; more get 503 at once.
+_MAX_STATUS_LOOKUPS = 8
 
 
 class EndpointView(Protocol):
@@ -73,8 +78,18 @@ class Endpoints:
         await self._runner.cleanup()
 
 
-async def start_endpoints(view: EndpointView, host: str, port: int) -> Endpoints:
+async def start_endpoints(
+    view: EndpointView,
+    host: str,
+    port: int,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+) -> Endpoints:
     """Serve the endpoints of ``view`` on ``host:port`` (port 0: any free port).
+
+    A connection that sends no complete request within ``header_timeout_s`` is closed; beyond
+    ``max_connections`` at once, a connection gets 503 and is closed.
 
     Raises :class:`ConfigError` (field ``--http``) if the address cannot be listened on:
     already in use, not local, not permitted or not resolvable.
@@ -86,14 +101,20 @@ async def start_endpoints(view: EndpointView, host: str, port: int) -> Endpoints
     app.router.add_get("/status", routes.status)
     app.router.add_get("/metrics", routes.metrics)
     # No access log: load balancers poll every second or so, and the daemon logs transitions.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+    runner = GuardedRunner(
+        app,
+        max_connections=max_connections,
+        header_timeout_s=header_timeout_s,
+        access_log=None,
+        shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
     except OSError as e:
         await runner.cleanup()
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        raise ConfigError("--http", f"cannot listen on {where}: {_reason(e)}") from None
+        raise ConfigError("--http", f"cannot listen on {where}: {bind_error(e)}") from None
     # A name resolving to several addresses binds each; with port 0 the first one's port is shown.
     bound_port: int = runner.addresses[0][1]
     return Endpoints(runner, host, bound_port)
@@ -102,6 +123,7 @@ async def start_endpoints(view: EndpointView, host: str, port: int) -> Endpoints
 class _Routes:
     def __init__(self, view: EndpointView) -> None:
         self._view = view
+        self._status_lookups = 0
 
     async def health(self, _request: web.Request) -> web.Response:
         session = _session(self._view.election)
@@ -115,10 +137,19 @@ class _Routes:
         return _json({"leader": leading, "token": term.token if term is not None else None}, ok=leading)
 
     async def status(self, _request: web.Request) -> web.Response:
+        if self._status_lookups >= _MAX_STATUS_LOOKUPS:
+            return _json({"error": "too many /status requests at once"}, ok=False)
+        self._status_lookups += 1
+        try:
+            return await self._status()
+        finally:
+            self._status_lookups -= 1
+
+    async def _status(self) -> web.Response:
         election = self._view.election
         try:
             leader = await asyncio.wait_for(election.leader(), _LEADER_LOOKUP_TIMEOUT_S)
-        except (TimeoutError, ElectionError):
+        except Exception:  # timed out, ZooKeeper trouble, or whatever a hostile queue caused
             leader = None
         # Everything below is read in one go after the lookup, so it is one consistent view.
         term = election.term
@@ -172,10 +203,3 @@ def _dumps(doc: Any) -> str:
 def _iso_utc(timestamp: float) -> str:
     """The log schema's timestamp format."""
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _reason(error: OSError) -> str:
-    if isinstance(error, socket.gaierror) or not error.errno:
-        return str(error.strerror or error).lower()
-    # asyncio wraps the bind error in a long message; the errno says it best.
-    return os.strerror(error.errno).lower()

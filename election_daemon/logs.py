@@ -42,7 +42,10 @@ Context = Callable[[], dict[str, Any]]
 
 def _schema_filler(context: Context | None) -> structlog.typing.Processor:
     def fill(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        current = context() if context is not None else {}
+        try:
+            current = context() if context is not None else {}
+        except Exception:  # the view must never cost a log line
+            current = {}
         ordered: dict[str, Any] = {key: event_dict.pop(key, current.get(key)) for key in SCHEMA_KEYS}
         if ordered["previous_state"] is None:
             ordered["previous_state"] = ordered["state"]

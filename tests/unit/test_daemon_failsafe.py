@@ -26,7 +26,7 @@ from election_daemon._exitcodes import ExitCode
 from election_daemon.config import DaemonConfig
 from election_daemon.daemon import Daemon
 from election_daemon.election import ElectionState
-from election_daemon.errors import InternalError, NoAuthError
+from election_daemon.errors import ElectionError, InternalError, NoAuthError
 from election_daemon.hooks import HookRunner
 from election_daemon.supervisor import ChildSupervisor, process_group_alive
 
@@ -84,7 +84,7 @@ class FakeElection:
 
     @property
     def session(self) -> Any:
-        raise AssertionError("not needed")
+        raise ElectionError("not started")
 
     def add_listener(self, listener: Callable[[Any], None]) -> None:
         self.listeners.append(listener)
@@ -220,6 +220,7 @@ async def test_internal_failure_stops_the_command_and_exits_9(
     assert stopped["reason"] == "internal_error"
     assert "stop_failed" not in events
     assert next(e for e in capture.entries if e["event"] == "failed")["log_level"] == "error"
+    assert daemon.log_context()["session_id"] is None
 
 
 async def test_a_failed_election_with_a_zookeeper_refusal_exits_4(fake: list[FakeElection], log: Any) -> None:

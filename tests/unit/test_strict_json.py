@@ -166,3 +166,19 @@ def test_json_logs_are_strict_and_never_lose_a_line() -> None:
     assert records[0]["value"] is None
     assert records[0]["id"] is None
     assert records[2]["n"] == 1
+
+
+def test_a_failing_context_never_costs_a_log_line() -> None:
+    out = io.StringIO()
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("view unavailable")
+
+    configure_logging("json", stream=out, context=broken)
+    try:
+        structlog.get_logger().info("http_failed", reason="x")
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    (record,) = [strict_loads(line) for line in out.getvalue().splitlines()]
+    assert (record["event"], record["path"], record["reason"]) == ("http_failed", None, "x")
