@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from election_daemon._exitcodes import ExitCode
 from election_daemon.errors import ConfigError, ElectionError
 
-from ._options import parse_options
+from ._options import check_report_dir, parse_options
 from ._report import write_report
 from ._runner import run
 
@@ -35,6 +35,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Run ``verify`` with ``argv`` (after the subcommand's name); returns the exit status."""
     try:
         options = parse_options(argv)
+        check_report_dir(options.report_dir)
     except ConfigError as e:
         _error(str(e))
         return ExitCode.USAGE

@@ -14,7 +14,7 @@ from election_daemon.errors import ConfigError
 
 from ._nemesis import FAULTS, SERVER_FAULTS, applicable_faults
 
-__all__ = ["VerifyOptions", "build_parser", "parse_options"]
+__all__ = ["VerifyOptions", "build_parser", "check_report_dir", "parse_options"]
 
 _QUICK_SESSION_TIMEOUT_S = 2.0
 _SESSION_TIMEOUT_RANGE_S = (1.0, 60.0)
@@ -127,6 +127,18 @@ def parse_options(argv: Sequence[str]) -> VerifyOptions:
         report_dir=args.report,
         quick=args.quick,
     )
+
+
+def check_report_dir(report: Path) -> None:
+    """Create the report directory now and make sure files can be written in it: a place we
+    cannot write to is a usage error found before any daemon runs, not an internal error after."""
+    try:
+        report.mkdir(parents=True, exist_ok=True)
+        probe = report / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError("--report", f"cannot write to {report}: {e.strerror or e}") from None
 
 
 def _fault_names(text: str | None, *, local_servers: bool) -> tuple[str, ...]:
