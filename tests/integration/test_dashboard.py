@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -137,6 +138,40 @@ async def test_dashboard_refuses_a_bad_listen_address(zk_hosts: str, zk_path: st
     )
     assert done.returncode == 2
     assert done.stderr.startswith("election-daemon: error: --listen:") and done.stderr.count("\n") == 1
+
+
+async def test_dashboard_that_cannot_listen_says_so_in_one_line(zk_hosts: str, zk_path: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        done = await asyncio.to_thread(
+            run_daemon, ["dashboard", "--hosts", zk_hosts, "--path", zk_path, "--listen", listen]
+        )
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == f"election-daemon: error: --listen: cannot listen on {listen}: address already in use\n"
+    )
+
+
+async def test_dashboard_refuses_a_bad_allow_host(zk_hosts: str, zk_path: str) -> None:
+    done = await asyncio.to_thread(
+        run_daemon,
+        [
+            "dashboard",
+            "--hosts",
+            zk_hosts,
+            "--path",
+            zk_path,
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-host",
+            "a b",
+        ],
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("election-daemon: error: --allow-host:") and done.stderr.count("\n") == 1
 
 
 # -- in a real browser -----------------------------------------------------------------
