@@ -461,6 +461,68 @@ def test_hooks_run_with_the_term_environment(
 
 
 @pytest.mark.timeout(30)
+def test_clear_env_keeps_secrets_from_the_command_and_hooks(
+    daemons: Daemons, zk_hosts: str, zk_path: str, tmp_path: Path
+) -> None:
+    child_env, hook_env = tmp_path / "child.env", tmp_path / "hook.env"
+    daemon = daemons.start(
+        zk_hosts,
+        zk_path,
+        identity="cleared",
+        options=[
+            "--clear-env",
+            "--pass-env",
+            "KEEP_ME",
+            "--on-elected",
+            f"env > {shlex.quote(str(hook_env))}",
+        ],
+        command=[
+            "sh",
+            "-c",
+            f"env > {shlex.quote(str(child_env))}.tmp && mv {child_env}.tmp {child_env}; exec sleep 600",
+        ],
+        env={"SECRET_TOKEN": "hunter2", "KEEP_ME": "yes", "LC_MESSAGES": "C"},
+    )
+    elected = daemon.wait_for("elected")
+    daemon.wait_for("hook_finished", lambda e: e["name"] == "elected")
+    wait_until(child_env.exists, timeout_s=10, what="the child's environment")
+
+    def read_env(path: Path) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+    for env in (read_env(child_env), read_env(hook_env)):
+        assert "SECRET_TOKEN" not in env
+        assert not any(name.startswith("ELECTION_DAEMON_") for name in env)
+        assert env["KEEP_ME"] == "yes"
+        assert env["LC_MESSAGES"] == "C"
+        assert "PATH" in env
+        assert env["ELECTION_TOKEN"] == str(elected["token"])
+        assert env["ELECTION_ID"] == "cleared"
+    daemon.terminate()
+    assert daemon.wait() == ExitCode.OK
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("recipe", ["kazoo", "curator"])
+def test_a_foreign_recipe_leads_with_only_its_identity_in_the_node(
+    daemons: Daemons, zk_hosts: str, zk_path: str, recipe: str
+) -> None:
+    daemon = daemons.start(zk_hosts, zk_path, identity=f"{recipe}-daemon", options=["--recipe", recipe])
+    elected = daemon.wait_for("elected")
+    client = KazooClient(hosts=zk_hosts)
+    client.start(timeout=10)
+    try:
+        data, stat = client.get(elected["node"])
+    finally:
+        client.stop()
+        client.close()
+    assert data == f"{recipe}-daemon".encode()
+    assert stat.czxid == elected["token"]
+    daemon.terminate()
+    assert daemon.wait() == ExitCode.OK
+
+
+@pytest.mark.timeout(30)
 def test_hanging_hook_is_killed_at_the_timeout(daemons: Daemons, zk_hosts: str, zk_path: str) -> None:
     hook_timeout_s = 0.5
     daemon = daemons.start(
