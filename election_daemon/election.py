@@ -446,8 +446,8 @@ class Election:
             self._revoke(reason, ElectionState.STOPPED)
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # wait(), not await: a loop that died has been dealt with by _loop_ended.
+            await asyncio.wait([self._task])
             self._task = None
         await self._await_revoke_callbacks()
         session = self._session
@@ -642,6 +642,7 @@ class Election:
                         "internal_error",
                         cause=e,
                     )
+                    self._give_up_node()
                     return
                 backoff_s = _FAILURE_BACKOFF_S * 2 ** (self._failures - 1)
                 await asyncio.sleep(min(backoff_s, session.negotiated_timeout_s))
@@ -704,9 +705,12 @@ class Election:
             error=error,
             term=ended,
         )
+        self._give_up_node()
+
+    def _give_up_node(self) -> None:
+        """Delete our node in the background: a node nobody waits with must not block others."""
         candidacy, self._candidacy = self._candidacy, None
         if candidacy is not None and candidacy.node is not None:
-            # Best effort, in the background: a node we no longer wait on must not block others.
             task = asyncio.ensure_future(candidacy.leave())
             self._callback_tasks.add(task)
             task.add_done_callback(self._callback_tasks.discard)
@@ -726,12 +730,15 @@ class Election:
             queue.put_nowait(None)
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
-        """The last line of defence: a loop that ends while we lead takes leadership with it."""
-        if task.cancelled() or self._state is not ElectionState.LEADING:
+        """The last line of defence: a loop that dies (past ``except Exception``) stops us."""
+        if task.cancelled() or task.exception() is None or self._state is ElectionState.STOPPED:
             return
-        error = task.exception() or InternalError("the election loop ended while leading")
-        self._revoke("internal_error", ElectionState.STOPPED)
-        _log.error("election %s: loop ended while leading", self.path, exc_info=error)
+        error = task.exception()
+        _log.error("election %s: the election loop died", self.path, exc_info=error)
+        self._fail(
+            InternalError(f"{self.path}: the election loop died: {error!r}"), "internal_error", cause=error
+        )
+        self._give_up_node()
 
     async def _pause_if_connected(self) -> None:
         if self.session.is_connected():
