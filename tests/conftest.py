@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import structlog
+from kazoo.client import KazooClient
 from structlog.testing import LogCapture
 
 pytest_plugins = ["election_daemon.testing.pytest_plugin", "pytester"]
@@ -23,6 +24,16 @@ def capture() -> LogCapture:
 @pytest.fixture
 def log(capture: LogCapture) -> Any:
     return structlog.wrap_logger(structlog.PrintLogger(), processors=[capture])
+
+
+@pytest.fixture
+def kazoo(zk_hosts: str) -> Iterator[KazooClient]:
+    """A real kazoo client without credentials: a stranger on the ensemble."""
+    client = KazooClient(hosts=zk_hosts)
+    client.start(timeout=10)
+    yield client
+    client.stop()
+    client.close()
 
 
 @pytest.fixture

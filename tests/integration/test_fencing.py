@@ -209,15 +209,6 @@ def test_example_refuses_to_run_without_a_token(tmp_path: Path) -> None:
 # -- the in-ZooKeeper fence ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def kazoo(zk_hosts: str) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=zk_hosts)
-    client.start(timeout=10)
-    yield client
-    client.stop()
-    client.close()
-
-
 @pytest.mark.timeout(60)
 async def test_guarded_set_of_a_deposed_leader_is_refused_by_zookeeper(
     zk_hosts: str, zk_path: str, kazoo: KazooClient, tcp_proxy: Callable[[str, int], TcpProxy]

@@ -78,14 +78,16 @@ def _stat(czxid: int, owner: int = 7) -> Stat:
 
 def test_genuine_drops_persistent_nodes_and_names_that_jump_the_queue() -> None:
     names = [f"_c_{G3}-0000000000", f"_c_{G1}-0000000004", f"_c_{G2}-0000000005", "p-0000000006"]
-    found = list(zip(parse_contenders(names), [_stat(300), _stat(100), _stat(200), _stat(250, owner=0)]))
+    found = list(
+        zip(parse_contenders(names), [_stat(300), _stat(100), _stat(200), _stat(250, owner=0)], strict=True)
+    )
     kept = [c.name for c, _ in genuine(found)]
     assert kept == [f"_c_{G1}-0000000004", f"_c_{G2}-0000000005"]
 
 
 def test_genuine_drops_a_node_that_poses_behind_the_queue() -> None:
     names = [f"_c_{G1}-0000000004", f"_c_{G2}-0000000005", "x-0000000099"]
-    found = list(zip(parse_contenders(names), [_stat(100), _stat(200), _stat(50)]))
+    found = list(zip(parse_contenders(names), [_stat(100), _stat(200), _stat(50)], strict=True))
     assert [c.name for c, _ in genuine(found)] == names[:2]
 
 
