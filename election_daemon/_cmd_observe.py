@@ -303,7 +303,7 @@ def _headline(snapshot: Snapshot) -> str:
     return f"{path}: leader {_who(snapshot.leader)}{duration}"
 
 
-_COLUMNS = ("", "ID", "TOKEN", "SESSION", "PRIORITY", "NODE", "DATA")
+_COLUMNS = ("", "ID", "RECIPE", "TOKEN", "SESSION", "PRIORITY", "NODE", "DATA")
 
 
 def _rows(snapshot: Snapshot) -> list[tuple[str, ...]]:
@@ -311,6 +311,7 @@ def _rows(snapshot: Snapshot) -> list[tuple[str, ...]]:
         (
             "*" if p.is_leader else "",
             _identity(p),
+            p.recipe.value,
             str(p.token),
             f"0x{p.session_id:x}",
             str(p.priority),
@@ -403,6 +404,7 @@ def _participant_fields(participant: Participant | None) -> dict[str, Any]:
     return {
         "state": "leading" if participant is not None else None,
         "id": participant.id if participant is not None else None,
+        "recipe": participant.recipe.value if participant is not None else None,
         "node": participant.node if participant is not None else None,
         "token": participant.token if participant is not None else None,
         "session_id": f"0x{participant.session_id:x}" if participant is not None else None,

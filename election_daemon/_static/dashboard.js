@@ -74,6 +74,7 @@ function render(state) {
     row.dataset.token = p.token;
     cell(row, p.is_leader ? "★" : "");
     cell(row, who(p), p.node);
+    cell(row, p.recipe);
     cell(row, p.token);
     cell(row, p.session_id);
     cell(row, p.priority);

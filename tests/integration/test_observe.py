@@ -275,7 +275,7 @@ async def test_status_text_is_aligned_and_escapes_what_contenders_publish(
     assert (code, err) == (0, ""), err
     lines = out.splitlines()
     assert lines[0].startswith(f"{zk_path}: leader p0 (token {term.token}), leading for at most ")
-    assert lines[1].split() == ["ID", "TOKEN", "SESSION", "PRIORITY", "NODE", "DATA"]
+    assert lines[1].split() == ["ID", "RECIPE", "TOKEN", "SESSION", "PRIORITY", "NODE", "DATA"]
     assert lines[2].split()[:3] == ["*", "p0", str(term.token)]
     assert lines[2].index("p0") == lines[3].index("evil")  # aligned columns
     assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
