@@ -452,7 +452,8 @@ class ZooKeeper:
         multi.add(protocol.SetDataRequest(path=self._path(path), data=data, version=-1))
         response = await self._call(f"guarded write {path}", multi)
         guard_result, set_result = response.responses
-        if isinstance(guard_result, Exception):
+        # A guard that held is reported as RolledBack when the set itself failed.
+        if isinstance(guard_result, Exception) and not isinstance(guard_result, zk_exc.RolledBack):
             raise GuardFailedError(f"guarded write {path}: guard {guard} is gone") from guard_result
         if isinstance(set_result, Exception):
             with _converted(f"guarded write {path}"):

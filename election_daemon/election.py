@@ -475,8 +475,13 @@ class Election:
     async def guarded_set(self, path: str, value: bytes) -> None:
         """Write ``value`` to ``path`` only if this term's node still exists (one ZooKeeper multi).
 
-        Raises :class:`NotLeaderError` if not leading or if the term ended before the commit.
+        Raises :class:`NotLeaderError` if not leading or if the term ended before the commit,
+        :class:`ConfigError` for a bad ``path`` or a ``value`` that is not bytes, and the
+        :class:`ZooKeeperError` that ZooKeeper gave for the write itself (no such node, ...).
         """
+        validate_election_path(path, "path")
+        if not isinstance(value, bytes):
+            raise ConfigError("value", f"must be bytes, not {type(value).__name__}")
         term = self.term
         if term is None or not self.is_leader:
             raise NotLeaderError(f"{self.identity} does not lead {self.path}")

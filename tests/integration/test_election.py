@@ -11,7 +11,7 @@ import pytest
 from _elections import Recorder, T, leaders, running, strictly_increasing
 from _waits import eventually
 
-from election_daemon import Election, ElectionState, NoNodeError, NotLeaderError, Term
+from election_daemon import ConfigError, Election, ElectionState, NoNodeError, NotLeaderError, Term
 from election_daemon._zk import GuardFailedError
 from election_daemon.testing import TcpProxy, ZooKeeperEnsemble, expire_session
 
@@ -293,3 +293,17 @@ async def test_killing_the_zookeeper_leader_keeps_our_session(zk_ensemble: ZooKe
             assert e.term is not None and e.term.token == first.token
             assert not rec.events("p0", "session_lost")
             assert not rec.events("p1", "elected")
+
+
+async def test_guarded_set_says_why_it_refused(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    async with running(make(zk_hosts, zk_path, rec, 1)) as es:
+        await es[0].wait_for_leadership(10)
+        with pytest.raises(ConfigError, match="value"):
+            await es[0].guarded_set(f"{zk_path}-register", "text")  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="path"):
+            await es[0].guarded_set("relative", b"x")
+        # A missing target is the write's own failure, not a term that ended.
+        with pytest.raises(NoNodeError):
+            await es[0].guarded_set(f"{zk_path}-missing", b"x")
+        assert es[0].is_leader

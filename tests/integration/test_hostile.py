@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -265,3 +266,64 @@ async def test_observer_and_election_after_stop_say_so(zk_hosts: str, zk_path: s
         await a.participants()
     with pytest.raises(ElectionError, match="stopped"):
         await a.leader()
+
+
+# -- the fail-safe, as a daemon ---------------------------------------------------------------
+
+FAULT_SITE = Path(__file__).parent / "_fault_site"
+
+
+def faulty(step: str, arm: Path) -> dict[str, str]:
+    """The environment of a daemon whose election raises at ``step`` while ``arm`` exists."""
+    python_path = daemon_environment()["PYTHONPATH"]
+    return {"PYTHONPATH": f"{FAULT_SITE}{os.pathsep}{python_path}", "ELECTION_TEST_FAULT": f"{step}:{arm}"}
+
+
+def test_a_daemon_whose_loop_fails_stops_its_command_and_the_next_one_leads(
+    daemons: Daemons, zk_hosts: str, zk_path: str, tmp_path: Path, kazoo: KazooClient
+) -> None:
+    arm = tmp_path / "arm"
+    a_child = LeaderChild(tmp_path / "a")
+    a = daemons.start(
+        zk_hosts, zk_path, identity="a", command=a_child.command(), env=faulty("parse_contenders", arm)
+    )
+    a.wait_for("elected")
+    a_record = a_child.wait_started()
+    b_child = LeaderChild(tmp_path / "b", watch_groups=[a_record.pgid])
+    b = daemons.start(zk_hosts, zk_path, identity="b", command=b_child.command())
+    b.wait_for("joined")
+
+    arm.touch()
+    kazoo.ensure_path(f"{zk_path}/poke")  # the leader re-reads the queue: the fault
+
+    revoked = a.wait_for("revoked")
+    assert revoked["reason"] == "internal_error"
+    error = a.wait_for("internal_error")
+    assert error["level"] == "error" and "InjectedFault" in json.dumps(error)
+    assert error["token"] == revoked["token"]
+    a.wait_for("child_stopped")
+    assert b_child.wait_started().live_groups == [], "b's command started while a's was running"
+    a.wait_for("joined", start=a.events().index(error))  # back in the queue, with a fresh node
+    assert a.returncode is None
+
+
+def test_a_daemon_whose_loop_keeps_failing_exits_9_after_its_command(
+    daemons: Daemons, zk_hosts: str, zk_path: str, tmp_path: Path
+) -> None:
+    arm = tmp_path / "arm"
+    a_child = LeaderChild(tmp_path / "a")
+    a = daemons.start(zk_hosts, zk_path, identity="a", command=a_child.command(), env=faulty("position", arm))
+    a.wait_for("elected")
+    a_child.wait_started()
+    b = daemons.start(zk_hosts, zk_path, identity="b")
+    b.wait_for("joined")
+    arm.touch()
+    # The takeover path reads the queue: resigning makes a fail on every attempt after.
+    kazoo_free_step_down = run_daemon(["step-down", "--hosts", zk_hosts, "--path", zk_path, "--wait", "10"])
+    assert kazoo_free_step_down.returncode == ExitCode.OK, kazoo_free_step_down.stderr
+    assert a.wait(timeout_s=20) == ExitCode.ELECTION_FAILED
+    assert len(a.events("internal_error")) == 5
+    assert a.events("failed")
+    assert a_child.wait_stopped().stopped_monotonic is not None
+    assert b.wait_for("elected")
+    assert "Traceback" not in a.stderr
