@@ -9,8 +9,10 @@ Four checks, each with its own violations (reliability.md, section c):
 - **containment**: two leader-only commands never run at once. An overlap is excused only
   when the older command's participant was paused, and then only if every write of the
   older command received after the newer term began was rejected; or when an operator
-  deleted the leader's node, if it lasted no longer than the kill grace plus slack and no
-  older write was accepted after the newer token's first. Every overlap is listed.
+  deleted the leader's node (``delete-node``, ``delete-path``, or a ``hostile`` client's
+  deletion or well-formed step-down request aimed at the older term's node), if it lasted
+  no longer than the kill grace plus slack and no older write was accepted after the newer
+  token's first. Every overlap is listed.
 - **liveness**: after every fault heals, a leader-only command runs within T + slack; no
   daemon exits unless signalled.
 - **no_lost_writes**: every write the register acknowledged, to the register's log or to
@@ -52,6 +54,8 @@ CHECKS = ("safety", "containment", "liveness", "no_lost_writes")
 _EPSILON_S = 1e-3
 _OP_PID = re.compile(r"^(\d+)-\d+$")
 _DELETION_FAULTS = frozenset({"delete-node", "delete-path"})
+# A hostile client's acts that end a term by design: they excuse overlaps as an operator's do.
+_OPERATOR_ACTS = {"delete_node": "operator_deletion", "step_down": "operator_step_down"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +158,7 @@ class Overlap:
     start: float
     end: float
     cause: str
-    """``pause``, ``operator_deletion``, or ``unexplained``."""
+    """``pause``, ``operator_deletion``, ``operator_step_down``, or ``unexplained``."""
     excused: bool
     detail: str
 
@@ -208,7 +212,8 @@ def check(history: History, params: CheckParams) -> Verdict:
     requests = history.select("register", "request")
     ops = _op_runs(history, runs)
     faults = _faults(history)
-    overlaps = _overlaps(runs, _Evidence(_term_begins(terms), requests, ops, faults, params))
+    nodes = {term.token: term.node for term in terms}
+    overlaps = _overlaps(runs, _Evidence(_term_begins(terms), nodes, requests, ops, faults, params))
     # The run's own shutdown stops every command: observation ends there.
     shutdown = history.first("runner", "shutdown")
     observed_until = float(shutdown["t"]) if shutdown is not None else history.end
@@ -336,6 +341,15 @@ def _op_runs(history: History, runs: list[ChildRun]) -> dict[str, ChildRun]:
 
 
 @dataclass(frozen=True, slots=True)
+class _Act:
+    """A fault's act that ends a term by design: which, when, on which node."""
+
+    t: float
+    action: str
+    node: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Fault:
     fault_id: int
     name: str
@@ -343,12 +357,14 @@ class _Fault:
     start: float
     heal: float
     healed: float
+    acts: tuple[_Act, ...] = ()
 
 
 def _faults(history: History) -> list[_Fault]:
     starts: dict[int, Record] = {}
     heals: dict[int, float] = {}
     healed: dict[int, float] = {}
+    acts: dict[int, list[_Act]] = defaultdict(list)
     for record in history.select("nemesis"):
         fault_id = int(record.get("fault_id") or 0)
         if record["event"] == "start":
@@ -357,6 +373,11 @@ def _faults(history: History) -> list[_Fault]:
             heals[fault_id] = float(record["t"])
         elif record["event"] == "healed":
             healed[fault_id] = float(record["t"])
+        elif record["event"] == "act" and record.get("disrupts") and record.get("action") in _OPERATOR_ACTS:
+            node = record.get("node")
+            acts[fault_id].append(
+                _Act(float(record["t"]), str(record["action"]), None if node is None else str(node))
+            )
     faults = []
     for fault_id, start in starts.items():
         t = float(start["t"])
@@ -370,6 +391,7 @@ def _faults(history: History) -> list[_Fault]:
                 start=t,
                 heal=heal,
                 healed=healed.get(fault_id, heal),
+                acts=tuple(acts[fault_id]),
             )
         )
     return sorted(faults, key=lambda fault: fault.start)
@@ -553,6 +575,8 @@ class _Evidence:
     """What explains an overlap: when terms began, the register's records, who sent them, faults."""
 
     begins: dict[int, float]
+    nodes: Mapping[int, str | None]
+    """Each token's node, as its owner logged it."""
     requests: list[Record]
     ops: Mapping[str, ChildRun]
     faults: list[_Fault]
@@ -608,18 +632,20 @@ def _explain(older: ChildRun, newer: ChildRun, start: float, end: float, evidenc
         )
     deletion = next(
         (
-            f
-            for f in faults
+            (f, label, cause)
+            for f, first, last, label, cause in _operator_windows(
+                faults, evidence.nodes.get(older.token or -1)
+            )
             # The operator's deletions (a recursive delete may take several rounds) touched the
             # older command's term, and the overlap began soon after.
-            if f.name in _DELETION_FAULTS
-            and f.start <= older.end
-            and older.start <= f.heal + _EPSILON_S
-            and start - f.heal <= params.liveness_bound_s
+            if first <= older.end
+            and older.start <= last + _EPSILON_S
+            and start - last <= params.liveness_bound_s
         ),
         None,
     )
     if deletion is not None:
+        fault, label, cause = deletion
         limit = params.kill_grace_s + params.slack_s
         newer_first = min(
             (
@@ -636,19 +662,36 @@ def _explain(older: ChildRun, newer: ChildRun, start: float, end: float, evidenc
         ]
         if end - start > limit or late:
             return overlap(
-                "operator_deletion",
+                cause,
                 False,
-                f"{deletion.name} (fault {deletion.fault_id}): the overlap lasted {end - start:.3f} s "
+                f"{label} (fault {fault.fault_id}): the overlap lasted {end - start:.3f} s "
                 f"(allowed {limit:.3f} s) and {len(late)} writes of the old term were accepted "
                 "after the new one's",
             )
         return overlap(
-            "operator_deletion",
+            cause,
             True,
-            f"{deletion.name} (fault {deletion.fault_id}) by an operator; the old leader stopped within "
+            f"{label} (fault {fault.fault_id}) by an operator; the old leader stopped within "
             f"{end - start:.3f} s",
         )
     return overlap("unexplained", False, "no pause or operator deletion explains it")
+
+
+def _operator_windows(
+    faults: list[_Fault], older_node: str | None
+) -> Iterable[tuple[_Fault, float, float, str, str]]:
+    """Operators' acts that may end a term: (fault, from, to, label, cause).
+
+    A deletion fault spans its whole injection; a hostile client's act is one moment, and
+    counts only for the node it was aimed at (when both are known).
+    """
+    for f in faults:
+        if f.name in _DELETION_FAULTS:
+            yield f, f.start, f.heal, f.name, "operator_deletion"
+        for act in f.acts:
+            if act.node is None or older_node is None or act.node == older_node:
+                label = f"{f.name}: {act.action} of {act.node}"
+                yield f, act.t, act.t, label, _OPERATOR_ACTS[act.action]
 
 
 def _check_containment(overlaps: list[Overlap], params: CheckParams) -> CheckResult:

@@ -3,7 +3,8 @@
 Every fault is logged as three records: ``start`` (when the fault takes effect), ``heal``
 (when healing begins) and ``healed`` (when it is done: a restarted server serves again).
 Leader faults pick the participant leading at that moment; ZooKeeper faults need a local
-ensemble (``needs_servers``) and pick servers by what the leader is connected to.
+ensemble (``needs_servers``) and pick servers by what the leader is connected to. A fault may
+also log what it did, one ``act`` record per action (``hostile``'s writes and deletions).
 """
 
 from __future__ import annotations
@@ -11,15 +12,22 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import json
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from aiozk import exc as zk_exc
+
 from election_daemon._zk import ZooKeeper
+from election_daemon.candidacy import with_step_down_request
 from election_daemon.config import format_servers, parse_hosts
 from election_daemon.errors import NoNodeError, ZooKeeperError
+from election_daemon.recipes import parse_contender
 from election_daemon.testing import ZooKeeperEnsemble, ZooKeeperServer
 
 from ._fleet import Fleet, Participant
@@ -54,6 +62,13 @@ class Target:
     servers: tuple[ZooKeeperServer, ...] = ()
     child_pgid: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    """Logged with the fault's ``start`` record once injected."""
+    hold_s: float = 0.0
+    """How long the fault is held (set before injection)."""
+    acts: list[dict[str, Any]] = field(default_factory=list)
+    """What the fault did, one ``act`` record each (``t`` is monotonic)."""
+    heal_details: dict[str, Any] = field(default_factory=dict)
+    """Logged with the fault's ``heal`` record once healed."""
 
 
 class Fault(abc.ABC):
@@ -337,11 +352,274 @@ class _DeletePath(_OperatorAction):
             target.details["deleted"] = False
 
 
-@contextlib.asynccontextmanager
-async def _admin(world: World) -> AsyncIterator[ZooKeeper]:
+# -- hostile: a misbehaving client with write access to the election path ---------------------
+
+_HOSTILE_DEPTH = 1500
+_HOSTILE_BLOB_BYTES = 900 * 1024
+# The acts are spread over this share of the hold; the rest is for the last act to land.
+_HOSTILE_SPREAD = 0.8
+_JUNK: dict[str, bytes] = {
+    "deep": b'{"id":"x","a":' + b"[" * _HOSTILE_DEPTH + b"]" * _HOSTILE_DEPTH + b"}",
+    "nan": b'{"id":"x","data":NaN}',
+    "inf": b'{"id":"x","data":1e999}',
+    "bad_utf8": b'{"id":"\xff\xfe\x80","data":"\xc3\x28"}',
+    "blob": b'{"id":"x","data":"' + b"x" * _HOSTILE_BLOB_BYTES + b'"}',
+}
+_MALFORMED_STEP_DOWNS: dict[str, bytes] = {
+    "not_an_object": b'{"step_down":"now"}',
+    "empty_request": b'{"step_down":{"request":""}}',
+    "long_request": b'{"step_down":{"request":"' + b"r" * 65 + b'"}}',
+    "truncated": b'{"id":"x","step_down":{"request":"r"}',
+}
+# What one hostile fault does, in a seeded random order: every action at least once.
+_HOSTILE_PLAN: tuple[tuple[str, str], ...] = (
+    *(("junk_node", kind) for kind in _JUNK),
+    ("junk_path", "deep"),
+    ("junk_path", "blob"),
+    ("junk_path", "bad_utf8"),
+    ("look_alike", "priority"),
+    ("look_alike", "first"),
+    ("forged_ephemeral", "first"),
+    ("foreign", "kazoo"),
+    ("foreign", "curator"),
+    ("foreign", "zookeeper"),
+    ("handover", "look_alike"),
+    ("handover", "missing"),
+    ("handover", "not_a_string"),
+    ("handover", "elsewhere"),
+    ("handover", "truncated"),
+    *(("bad_step_down", kind) for kind in _MALFORMED_STEP_DOWNS),
+    ("step_down", "well_formed"),
+    ("delete_node", "random"),
+    ("delete_node", "random"),
+)
+_DISRUPTIVE = frozenset({"step_down", "delete_node"})
+"""Acts that end a term by design (an operator's deletion, a well-formed step-down request)."""
+
+
+class _NoTarget(Exception):
+    """No participant's node to act on at the moment."""
+
+
+class _Hostile(Fault):
+    """A misbehaving client with write access to the election path (open ACLs), on its own session.
+
+    During the hold it does every act of ``_HOSTILE_PLAN`` once, in a seeded order, spread
+    over the hold: junk and oversized payloads in participants' nodes and in the path's data,
+    persistent look-alikes and foreign-recipe contenders, an ephemeral node forged to sort
+    first (created after the leader's), bogus handover and step-down requests, one of them
+    well formed (the leader steps down: an operator's request), deletions of participants'
+    nodes. Heal removes the junk: the persistent nodes deleted, the participants' nodes given
+    back their data (where still there, unchanged since), the path's data cleared, the session
+    closed (its forged node goes with it).
+    """
+
+    name = "hostile"
+    holds = (1.5, 1.0, 2.0)
+
+    def __init__(self) -> None:
+        self._rng = random.Random()
+        self._zk: ZooKeeper | None = None
+        self._guids: dict[str, str] = {}
+        self._created: list[str] = []
+        self._originals: dict[str, tuple[bytes, int]] = {}
+        """Participants' nodes we wrote: their data before, and their version after our last write."""
+
+    async def choose(self, world: World, rng: random.Random) -> Target | None:
+        leader = world.fleet.leader()
+        if leader is None:
+            return None
+        self._rng = random.Random(rng.getrandbits(64))
+        return Target(world.path, details={"leader": leader.name, "leader_node": leader.node})
+
+    async def inject(self, world: World, target: Target) -> None:
+        rng = self._rng
+        self._guids = {
+            key: f"{rng.getrandbits(128):032x}" for key in ("priority", "first", "forged", "kazoo")
+        }
+        self._guids["curator"] = str(uuid.UUID(int=rng.getrandbits(128)))
+        plan = list(_HOSTILE_PLAN)
+        rng.shuffle(plan)
+        self._zk = zk = await _connect(world)
+        pace_s = _HOSTILE_SPREAD * target.hold_s / len(plan)
+        done: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
+        no_target: Counter[str] = Counter()
+        for action, variant in plan:
+            t = time.monotonic()
+            act: dict[str, Any] = {"action": action, "variant": variant}
+            try:
+                act["node"] = await asyncio.wait_for(
+                    self._act(world, zk, action, variant), world.session_timeout_s
+                )
+            except _NoTarget:
+                no_target[action] += 1
+                act["result"] = "no_target"
+            except (ZooKeeperError, zk_exc.ZKError, TimeoutError) as e:
+                failed[action] += 1
+                act["result"] = f"failed: {type(e).__name__}"
+            else:
+                done[action] += 1
+                act["result"] = "done"
+                act["disrupts"] = action in _DISRUPTIVE
+            target.acts.append({"t": t, **act})
+            await asyncio.sleep(max(0.0, t + pace_s - time.monotonic()))
+        target.details["acts"] = dict(sorted(done.items()))
+        if failed:
+            target.details["failed"] = dict(sorted(failed.items()))
+        if no_target:
+            target.details["no_target"] = dict(sorted(no_target.items()))
+
+    async def heal(self, world: World, target: Target) -> None:
+        zk, self._zk = self._zk, None
+        if zk is None:
+            return
+        cleanup: Counter[str] = Counter()
+        try:
+            await self._clean(world, zk, cleanup)
+        finally:
+            await zk.close()  # the forged ephemeral node goes with the session
+        if cleanup["failed"]:
+            # The session broke meanwhile: clean again from a new one.
+            cleanup["failed"] = 0
+            try:
+                async with _admin(world) as fresh:
+                    await self._clean(world, fresh, cleanup)
+            except ZooKeeperError:
+                cleanup["failed"] += 1
+        target.heal_details["cleanup"] = dict(sorted((k, n) for k, n in cleanup.items() if n))
+
+    async def _clean(self, world: World, zk: ZooKeeper, cleanup: Counter[str]) -> None:
+        timeout_s = world.session_timeout_s
+
+        async def attempt(what: str, action: Awaitable[Any]) -> None:
+            try:
+                await asyncio.wait_for(action, timeout_s)
+            except NoNodeError:
+                cleanup[f"{what}_already_gone"] += 1
+            except (ZooKeeperError, TimeoutError):
+                cleanup["failed"] += 1
+            else:
+                cleanup[what] += 1
+
+        for node in list(self._created):
+            await attempt("deleted", zk.delete(node))
+            if not cleanup["failed"]:
+                self._created.remove(node)
+        for node, (raw, version) in list(self._originals.items()):
+            # Only if nobody wrote it since: a participant's own write is not ours to undo.
+            await attempt("restored", zk.set(node, raw, version=version))
+        self._originals.clear()
+        await attempt("path_cleared", zk.set(world.path, b""))
+
+    async def _participants(self, world: World, zk: ZooKeeper) -> list[str]:
+        """The participants' nodes (live contenders not of our session), lowest sequence first."""
+        found = []
+        for name in await zk.children(world.path):
+            contender = parse_contender(name)
+            if contender is None:
+                continue
+            stat = await zk.exists(f"{world.path}/{name}")
+            if stat is not None and stat.ephemeral_owner not in (0, zk.session_id):
+                found.append((contender.sequence, f"{world.path}/{name}"))
+        return [node for _, node in sorted(found)]
+
+    async def _leader_node(self, world: World, zk: ZooKeeper) -> str:
+        nodes = await self._participants(world, zk)
+        leader = world.fleet.leader()
+        if leader is not None and leader.node in nodes:
+            return leader.node
+        if not nodes:
+            raise _NoTarget
+        return nodes[0]
+
+    async def _random_node(self, world: World, zk: ZooKeeper) -> str:
+        nodes = await self._participants(world, zk)
+        if not nodes:
+            raise _NoTarget
+        return self._rng.choice(nodes)
+
+    async def _overwrite(self, zk: ZooKeeper, node: str, data: bytes) -> None:
+        raw, _ = await zk.get(node)
+        stat = await zk.set(node, data)
+        original = self._originals.get(node, (raw, 0))[0]
+        self._originals[node] = (original, stat.version)
+
+    def _name(self, key: str) -> str:
+        guid = self._guids[key]
+        return {
+            "priority": f"_c_{guid}_p5-0000000099",
+            "first": f"_c_{guid}-0000000000",
+            "forged": f"_c_{guid}-0000000000",
+            "kazoo": f"{guid}__lock__0000000001",
+            "curator": f"_c_{guid}-latch-0000000001",
+        }[key]
+
+    async def _create(self, zk: ZooKeeper, node: str, data: bytes, *, ephemeral: bool) -> None:
+        await zk.client.create(node, data=data, ephemeral=ephemeral)
+        if not ephemeral:
+            self._created.append(node)
+
+    async def _act(self, world: World, zk: ZooKeeper, action: str, variant: str) -> str | None:
+        """Do one act; the node it touched, if a participant's or created."""
+        path = world.path
+        if action == "junk_node":
+            node = await self._random_node(world, zk)
+            await self._overwrite(zk, node, _JUNK[variant])
+            return node
+        if action == "junk_path":
+            await zk.set(path, _JUNK[variant])
+            return None
+        if action in ("look_alike", "forged_ephemeral"):
+            node = f"{path}/{self._name('forged' if action == 'forged_ephemeral' else variant)}"
+            await self._create(zk, node, b'{"id":"intruder"}', ephemeral=action == "forged_ephemeral")
+            return node
+        if action == "foreign":
+            name = "n_0000000001" if variant == "zookeeper" else self._name(variant)
+            await self._create(zk, f"{path}/{name}", b"intruder", ephemeral=False)
+            return f"{path}/{name}"
+        if action == "handover":
+            await zk.set(path, self._handover(path, variant))
+            return None
+        if action == "bad_step_down":
+            node = await self._leader_node(world, zk)
+            await self._overwrite(zk, node, _MALFORMED_STEP_DOWNS[variant])
+            return node
+        if action == "step_down":
+            node = await self._leader_node(world, zk)
+            raw, _ = await zk.get(node)
+            await self._overwrite(
+                zk, node, with_step_down_request(self._originals.get(node, (raw, 0))[0], "r")
+            )
+            return node
+        if action == "delete_node":
+            node = await self._random_node(world, zk)
+            await zk.delete(node)
+            return node
+        raise AssertionError(action)
+
+    def _handover(self, path: str, variant: str) -> bytes:
+        if variant == "truncated":
+            return b'{"handover_to":"' + path.encode() + b"/"
+        to: object = {
+            "look_alike": f"{path}/{self._name('priority')}",
+            "missing": f"{path}/_c_{'0' * 32}-0000009999",
+            "not_a_string": 7,
+            "elsewhere": f"/elsewhere/{self._name('first')}",
+        }[variant]
+        return json.dumps({"handover_to": to, "request": "x"}).encode()
+
+
+async def _connect(world: World) -> ZooKeeper:
     servers, chroot = parse_hosts(world.admin_hosts)
     zk = ZooKeeper.create(format_servers(servers), chroot=chroot, session_timeout_s=world.session_timeout_s)
     await zk.start(connect_timeout_s=_ADMIN_CONNECT_S)
+    return zk
+
+
+@contextlib.asynccontextmanager
+async def _admin(world: World) -> AsyncIterator[ZooKeeper]:
+    zk = await _connect(world)
     try:
         yield zk
     finally:
@@ -362,6 +640,7 @@ FAULTS: dict[str, type[Fault]] = {
         _DeletePath,
         _DeleteNode,
         _Slow,
+        _Hostile,
     )
 }
 """Every fault, by the name ``--faults-from`` takes."""
@@ -395,12 +674,16 @@ class Nemesis:
         self._ids += 1
         common = {"fault": name, "fault_id": self._ids, "target": target.description}
         start = self.recorder.add(time.monotonic(), "nemesis", "start", hold_s=hold_s, **common)
+        target.hold_s = hold_s
         await fault.inject(self.world, target)
         # The details are known once injected (a node already gone, attempts, ...).
         start.update(target.details)
         await asyncio.sleep(max(0.0, start["t"] + hold_s - time.monotonic()))
-        self.recorder.add(time.monotonic(), "nemesis", "heal", **common)
+        for act in target.acts:
+            self.recorder.add(act.pop("t"), "nemesis", "act", **common, **act)
+        heal = self.recorder.add(time.monotonic(), "nemesis", "heal", **common)
         await fault.heal(self.world, target)
+        heal.update(target.heal_details)
         self.recorder.add(time.monotonic(), "nemesis", "healed", **common)
         return start
 

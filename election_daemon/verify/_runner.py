@@ -197,6 +197,9 @@ async def _schedule(
         start = await nemesis.inject(name, choose_timeout_s=settle_s)
         if start is not None:
             progress.say(f"fault {nemesis_count}: {name} on {start['target']} (held {start['hold_s']:g} s)")
+            if "acts" in start:
+                acts = ", ".join(f"{action} x{n}" for action, n in start["acts"].items())
+                progress.say(f"  acts: {acts or 'none'}")
         else:
             progress.say(f"  {name}: no target found; skipped")
             if options.mode in ("quick", "once") and name not in retried:

@@ -79,6 +79,38 @@ def test_short_run_on_a_local_ensemble_passes_and_reports(tmp_path: Path) -> Non
     assert [record["t"] for record in history] == sorted(record["t"] for record in history)
 
 
+@pytest.mark.timeout(110)
+def test_hostile_client_with_write_access_to_the_path_passes(tmp_path: Path) -> None:
+    """Junk, look-alikes, a forged node, bogus requests and deletions: one leader at a time, and
+    a leader again once the junk is gone."""
+    report = tmp_path / "report"
+
+    result = _verify(
+        "--quick", "--faults-from", "hostile", "--seed", "11", "--report", str(report), timeout_s=100
+    )
+
+    assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+    assert "verify: PASS" in result.stdout
+    verdict = _verdict(report)
+    assert verdict["ok"]
+    (fault,) = verdict["faults"]
+    assert fault["fault"] == "hostile" and fault["recovery_s"] is not None
+    history = [json.loads(line) for line in (report / "history.jsonl").read_text().splitlines()]
+    nemesis = [record for record in history if record["source"] == "nemesis"]
+    start = next(record for record in nemesis if record["event"] == "start")
+    heal = next(record for record in nemesis if record["event"] == "heal")
+    acts = [record for record in nemesis if record["event"] == "act"]
+    assert set(start["acts"]) == {
+        "junk_node", "junk_path", "look_alike", "forged_ephemeral", "foreign", "handover",
+        "bad_step_down", "step_down", "delete_node",
+    }  # fmt: skip
+    assert sum(start["acts"].values()) == len([act for act in acts if act["result"] == "done"]) == len(acts)
+    # Cleaned up: 2 look-alikes and 3 foreign contenders deleted, the path's data cleared.
+    assert heal["cleanup"]["deleted"] == 5 and heal["cleanup"]["path_cleared"] == 1
+    reasons = {record.get("reason") for record in history if record["event"] == "revoked"}
+    assert reasons & {"step_down", "node_deleted"}, reasons
+
+
 @pytest.mark.timeout(90)
 def test_run_against_given_hosts_uses_only_client_side_faults(zk_hosts: str, tmp_path: Path) -> None:
     report = tmp_path / "report"
@@ -122,4 +154,8 @@ def test_help_lists_the_faults() -> None:
     result = _verify("--help", timeout_s=30)
 
     assert result.returncode == 0
-    assert "zk-kill-connected" in result.stdout and "--faults-from" in result.stdout
+    assert (
+        "zk-kill-connected" in result.stdout
+        and "hostile" in result.stdout
+        and "--faults-from" in result.stdout
+    )

@@ -109,6 +109,22 @@ class Story:
             {"t": heal, "event": "healed", **common},
         ]
 
+    def act(self, t: float, fault_id: int, action: str, node: str, *, disrupts: bool) -> None:
+        """One act of a hostile client, as the nemesis logs it."""
+        self.records.append(
+            {
+                "t": t,
+                "source": "nemesis",
+                "event": "act",
+                "fault": "hostile",
+                "fault_id": fault_id,
+                "action": action,
+                "node": node,
+                "result": "done",
+                "disrupts": disrupts,
+            }
+        )
+
     def killed(self, t: float, process: str, child_pid: int, gone: float) -> None:
         common = {"source": "fleet", "process": process, "daemon_pid": self.daemon_pid(process)}
         self.records += [
@@ -421,6 +437,52 @@ def test_long_overlap_after_an_operator_deletion_is_a_violation() -> None:
     s.child(3.03, None, "p2", 20, pid=202)
 
     assert violation_kinds(check(s.history(end=9.0), PARAMS), "containment") == ["overlap"]
+
+
+@pytest.mark.parametrize(
+    ("action", "cause"), [("delete_node", "operator_deletion"), ("step_down", "operator_step_down")]
+)
+def test_brief_overlap_after_a_hostile_client_ended_the_term_is_excused(action: str, cause: str) -> None:
+    s = Story()
+    s.elected(1.0, "p1", 10)
+    s.child(1.01, 3.1, "p1", 10, pid=201)
+    s.fault(1, "hostile", 2.0, 4.0, target="/v")
+    s.act(2.5, 1, "junk_node", "/v/p1-n", disrupts=False)
+    s.act(3.0, 1, action, "/v/p1-n", disrupts=True)
+    s.elected(3.02, "p2", 20)
+    s.child(3.03, None, "p2", 20, pid=202)
+    s.write(3.2, "p2", 202, 20, accepted=True)
+
+    verdict = check(s.history(end=6.0), PARAMS)
+
+    assert verdict.ok, [v.message for v in verdict.violations]
+    (overlap,) = verdict.overlaps
+    assert (overlap.cause, overlap.excused) == (cause, True)
+
+
+@pytest.mark.parametrize(
+    ("node", "action", "disrupts"),
+    [
+        ("/v/p3-n", "delete_node", True),  # another participant's node
+        ("/v/p1-n", "junk_node", False),  # junk never ends a term
+    ],
+)
+def test_an_overlap_a_hostile_client_did_not_cause_is_a_violation(
+    node: str, action: str, disrupts: bool
+) -> None:
+    s = Story()
+    s.elected(1.0, "p1", 10)
+    s.child(1.01, 3.1, "p1", 10, pid=201)
+    s.fault(1, "hostile", 2.0, 4.0, target="/v")
+    s.act(3.0, 1, action, node, disrupts=disrupts)
+    s.elected(3.02, "p2", 20)
+    s.child(3.03, None, "p2", 20, pid=202)
+
+    verdict = check(s.history(end=6.0), PARAMS)
+
+    (overlap,) = verdict.overlaps
+    assert (overlap.cause, overlap.excused) == ("unexplained", False)
+    assert violation_kinds(verdict, "containment") == ["overlap"]
 
 
 def test_a_fault_that_leaves_the_leader_in_place_has_no_failover() -> None:
