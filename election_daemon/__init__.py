@@ -6,9 +6,7 @@ detail unless its name is listed here.
 
 from __future__ import annotations
 
-from .candidacy import Participant
-from .election import Election, ElectionState, Term, Transition
-from .errors import (
+from election_daemon.errors import (
     ChildError,
     ConfigError,
     ConnectionLossError,
@@ -23,8 +21,10 @@ from .errors import (
     SessionLostError,
     ZooKeeperError,
 )
-from .observer import LeaderChange, Observer, Snapshot
-from .session import Session, SessionState
+from election_daemon.library.candidacy import Participant
+from election_daemon.library.election import Election, ElectionState, Term, Transition
+from election_daemon.library.observer import LeaderChange, Observer, Snapshot
+from election_daemon.library.session import Session, SessionState
 
 __all__ = [
     "ChildError",

@@ -17,7 +17,7 @@
     ├── ChildError                the leader-only command could not be started or supervised
     └── InternalError             the election's own loop failed repeatedly, so it stopped
 
-aiozk exceptions never leave this package: ``election_daemon._zk`` converts them at the
+aiozk exceptions never leave this package: ``election_daemon.library._zk`` converts them at the
 boundary, keeping the original as ``__cause__``.
 """
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from .errors import ConfigError, NotLeaderError
+from election_daemon.errors import ConfigError, NotLeaderError
 
 __all__ = [
     "ACCEPTED",

@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from election_daemon.supervisor import process_group_alive
+from election_daemon.daemon.supervisor import process_group_alive
 
 __all__ = [
     "REPO_ROOT",

@@ -35,9 +35,9 @@ from _daemons import (
 from kazoo.client import KazooClient
 
 from election_daemon import ElectionState
-from election_daemon._exitcodes import ExitCode
-from election_daemon.config import MAX_DATA_BYTES
-from election_daemon.logs import SCHEMA_KEYS
+from election_daemon.daemon.config import MAX_DATA_BYTES
+from election_daemon.daemon.exitcodes import ExitCode
+from election_daemon.daemon.logs import SCHEMA_KEYS
 from election_daemon.testing import TcpProxy, ZooKeeperEnsemble
 
 T = 2.0

@@ -275,8 +275,11 @@ async def test_dashboard_page_shows_the_leader_and_the_failover_in_chromium(
                     "[...document.querySelectorAll('#participants tbody tr')]"
                     ".map(r => [...r.cells].map(c => c.textContent))"
                 )
-                assert [row[1:3] for row in rows] == [["p0", str(term0.token)], ["p1", rows[1][2]]]
-                assert rows[0][0] == "★" and rows[0][5] == '{"addr":"10.0.0.0:80"}'
+                assert [row[1:4] for row in rows] == [
+                    ["p0", "native", str(term0.token)],
+                    ["p1", "native", rows[1][3]],
+                ]
+                assert rows[0][0] == "★" and rows[0][6] == '{"addr":"10.0.0.0:80"}'
                 assert await browser.text("#connection") == "live"
                 # p0 led before the dashboard came: ZooKeeper only tells when its node was made.
                 assert (await browser.text("#leader-for") or "").startswith("at most ")

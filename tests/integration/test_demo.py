@@ -1,4 +1,4 @@
-"""``python -m election_daemon.demo`` end to end: real ZooKeeper servers, real daemons, real faults."""
+"""``python -m election_daemon.cli.demo`` end to end: real ZooKeeper servers, real daemons, real faults."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def demo_command(*args: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "election_daemon.demo",
+        "election_daemon.cli.demo",
         "--session-timeout",
         f"{SESSION_TIMEOUT_S:g}",
         *args,

@@ -12,7 +12,7 @@ from _elections import Recorder, T, leaders, running, strictly_increasing
 from _waits import eventually
 
 from election_daemon import ConfigError, Election, ElectionState, NoNodeError, NotLeaderError, Term
-from election_daemon._zk import GuardFailedError
+from election_daemon.library._zk import GuardFailedError
 from election_daemon.testing import TcpProxy, ZooKeeperEnsemble, expire_session
 
 

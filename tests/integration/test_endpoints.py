@@ -18,8 +18,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from election_daemon import ConfigError, Election, ElectionState
-from election_daemon.endpoints import Endpoints, start_endpoints
-from election_daemon.metrics import ElectionMetrics
+from election_daemon.daemon.endpoints import Endpoints, start_endpoints
+from election_daemon.daemon.metrics import ElectionMetrics
 from election_daemon.testing import TcpProxy
 
 T = 2.0  # session timeout for these tests

@@ -19,8 +19,8 @@ from _elections import Recorder, T, leaders, running
 from _waits import eventually
 
 from election_daemon import Election, ElectionState, InternalError, Transition
-from election_daemon import candidacy as candidacy_module
-from election_daemon import election as election_module
+from election_daemon.library import candidacy as candidacy_module
+from election_daemon.library import election as election_module
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,7 +109,7 @@ async def test_a_fault_at_any_step_revokes_and_the_election_goes_on(
             await a.session.zk.set(zk_path, b"not a handover")
             fault.armed = True
             if name == "_follow_session":
-                from election_daemon.session import SessionChange, SessionState
+                from election_daemon.library.session import SessionChange, SessionState
 
                 a._on_session_change(
                     SessionChange(

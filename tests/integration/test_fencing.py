@@ -15,7 +15,6 @@ from _waits import eventually
 from kazoo.client import KazooClient
 
 from election_daemon import Election, NotLeaderError
-from election_daemon._zk import GuardFailedError
 from election_daemon.errors import ConfigError
 from election_daemon.fencing import (
     STALE_TOKEN,
@@ -24,6 +23,7 @@ from election_daemon.fencing import (
     StaleTokenError,
     token_from_environment,
 )
+from election_daemon.library._zk import GuardFailedError
 from election_daemon.testing import TcpProxy
 
 EXAMPLE = REPO_ROOT / "examples" / "fenced_sqlite.py"

@@ -24,7 +24,7 @@ from _waits import eventually
 from kazoo.client import KazooClient
 
 from election_daemon import Election, ElectionError, ElectionState, Observer
-from election_daemon._exitcodes import ExitCode
+from election_daemon.daemon.exitcodes import ExitCode
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,10 +14,10 @@ from _elections import running
 from _waits import eventually
 
 from election_daemon import ConfigError, Election, SessionLostError
-from election_daemon._zk import ZooKeeper
-from election_daemon.candidacy import encode_node_data
-from election_daemon.logs import SCHEMA_KEYS
-from election_daemon.observer import LeaderChange, Observer, Snapshot
+from election_daemon.daemon.logs import SCHEMA_KEYS
+from election_daemon.library._zk import ZooKeeper
+from election_daemon.library.candidacy import encode_node_data
+from election_daemon.library.observer import LeaderChange, Observer, Snapshot
 from election_daemon.testing import TcpProxy, ZooKeeperEnsemble, expire_session
 
 T = 2.0  # session timeout of the elections and observers here
@@ -276,7 +276,7 @@ async def test_status_text_is_aligned_and_escapes_what_contenders_publish(
     lines = out.splitlines()
     assert lines[0].startswith(f"{zk_path}: leader p0 (token {term.token}), leading for at most ")
     assert lines[1].split() == ["ID", "RECIPE", "TOKEN", "SESSION", "PRIORITY", "NODE", "DATA"]
-    assert lines[2].split()[:3] == ["*", "p0", str(term.token)]
+    assert lines[2].split()[:4] == ["*", "p0", "native", str(term.token)]
     assert lines[2].index("p0") == lines[3].index("evil")  # aligned columns
     assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
     assert "\\x1b" in lines[3] and "\\u202e" in lines[3]

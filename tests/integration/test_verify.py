@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from _daemons import daemon_environment
 
-from election_daemon._exitcodes import ExitCode
+from election_daemon.daemon.exitcodes import ExitCode
 
 
 def _verify(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:

@@ -25,9 +25,9 @@ import time
 
 import structlog
 
-from election_daemon._lifeline import Lifeline
+from election_daemon.daemon.lifeline import Lifeline
+from election_daemon.daemon.supervisor import ChildSupervisor
 from election_daemon.errors import ChildError
-from election_daemon.supervisor import ChildSupervisor
 
 CHILD = """
 import os, signal, sys, time

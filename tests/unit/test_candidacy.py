@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from election_daemon._zk import Stat
-from election_daemon.candidacy import (
+from election_daemon.errors import ConfigError
+from election_daemon.library._zk import Stat
+from election_daemon.library.candidacy import (
     decode_node_data,
     encode_node_data,
     genuine,
@@ -13,8 +14,7 @@ from election_daemon.candidacy import (
     step_down_request,
     with_step_down_request,
 )
-from election_daemon.errors import ConfigError
-from election_daemon.recipes import Recipe, node_prefix, parse_contender
+from election_daemon.library.recipes import Recipe, node_prefix, parse_contender
 
 G1 = "a" * 32
 G2 = "b" * 32
@@ -64,7 +64,7 @@ def test_overflowed_sequences_parse_as_negative() -> None:
 
 @pytest.mark.parametrize("recipe", [Recipe.NATIVE, Recipe.CURATOR, Recipe.KAZOO])
 def test_our_names_parse_back_as_ours(recipe: Recipe) -> None:
-    from election_daemon.recipes import new_guid
+    from election_daemon.library.recipes import new_guid
 
     guid = new_guid(recipe)
     c = parse_contender(node_prefix(recipe, guid, 3 if recipe is Recipe.NATIVE else 0) + "0000000042")

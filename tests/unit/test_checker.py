@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from election_daemon.cli.verify._checker import CheckParams, Verdict, check
+from election_daemon.cli.verify._history import History
 from election_daemon.errors import ConfigError
-from election_daemon.verify._checker import CheckParams, Verdict, check
-from election_daemon.verify._history import History
 
 T = 2.0
 PARAMS = CheckParams(session_timeout_s=T, slack_s=2.0, kill_grace_s=T / 6)

@@ -15,11 +15,11 @@ import pytest
 from _processes import SOON_S
 from structlog.testing import LogCapture
 
-from election_daemon import supervisor as supervisor_module
-from election_daemon.config import child_base_environment
+from election_daemon.daemon import supervisor as supervisor_module
+from election_daemon.daemon.config import child_base_environment
+from election_daemon.daemon.hooks import HookRunner, run_hook
+from election_daemon.daemon.supervisor import ChildResourceError, ChildSupervisor, process_group_alive
 from election_daemon.errors import ChildError
-from election_daemon.hooks import HookRunner, run_hook
-from election_daemon.supervisor import ChildResourceError, ChildSupervisor, process_group_alive
 
 pytestmark = pytest.mark.timeout(60)
 

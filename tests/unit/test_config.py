@@ -10,19 +10,17 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from election_daemon._exitcodes import ExitCode, render_exit_codes
-from election_daemon.config import (
+from election_daemon.daemon.config import (
     MAX_DATA_BYTES,
     ChildExitPolicy,
     DaemonConfig,
     LogFormat,
     build_daemon_parser,
-    format_servers,
     load_daemon_config,
-    parse_hosts,
-    validate_election_path,
 )
+from election_daemon.daemon.exitcodes import ExitCode, render_exit_codes
 from election_daemon.errors import ConfigError
+from election_daemon.library.limits import format_servers, parse_hosts, validate_election_path
 
 pytestmark = pytest.mark.timeout(10)
 

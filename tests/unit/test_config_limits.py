@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from election_daemon import payload
-from election_daemon.config import (
+from election_daemon.daemon.config import (
     MAX_DATA_BYTES,
     DaemonConfig,
-    Recipe,
     child_base_environment,
     load_daemon_config,
 )
 from election_daemon.errors import ConfigError
+from election_daemon.library import payload
+from election_daemon.library.recipes import Recipe
 
 pytestmark = pytest.mark.timeout(10)
 

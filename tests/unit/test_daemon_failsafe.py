@@ -21,14 +21,14 @@ import pytest
 from _processes import until
 from structlog.testing import LogCapture
 
-from election_daemon import daemon as daemon_module
-from election_daemon._exitcodes import ExitCode
-from election_daemon.config import DaemonConfig
-from election_daemon.daemon import Daemon
-from election_daemon.election import ElectionState
+from election_daemon.daemon import service as daemon_module
+from election_daemon.daemon.config import DaemonConfig
+from election_daemon.daemon.exitcodes import ExitCode
+from election_daemon.daemon.hooks import HookRunner
+from election_daemon.daemon.service import Daemon
+from election_daemon.daemon.supervisor import ChildSupervisor, process_group_alive
 from election_daemon.errors import ElectionError, InternalError, NoAuthError
-from election_daemon.hooks import HookRunner
-from election_daemon.supervisor import ChildSupervisor, process_group_alive
+from election_daemon.library.election import ElectionState
 
 pytestmark = pytest.mark.timeout(30)
 

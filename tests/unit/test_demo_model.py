@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from election_daemon.candidacy import Participant
-from election_daemon.demo import (
+from election_daemon.cli.demo import (
     Cluster,
     DemoConfig,
     Failover,
@@ -25,8 +24,9 @@ from election_daemon.demo import (
     fault_plan,
     parse_line,
 )
+from election_daemon.daemon.supervisor import process_group_alive
 from election_daemon.errors import ConfigError
-from election_daemon.supervisor import process_group_alive
+from election_daemon.library.candidacy import Participant
 
 pytestmark = pytest.mark.timeout(10)
 

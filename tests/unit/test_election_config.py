@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from election_daemon import ConfigError, Election
-from election_daemon._pacing import TokenBucket
+from election_daemon.library._pacing import TokenBucket
 
 HOSTS = "127.0.0.1:2181"
 

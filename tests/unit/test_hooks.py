@@ -14,8 +14,8 @@ import pytest
 from _processes import SOON_S, dead, until
 from structlog.testing import LogCapture
 
+from election_daemon.daemon.hooks import HookRunner, run_hook
 from election_daemon.errors import ConfigError
-from election_daemon.hooks import HookRunner, run_hook
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from election_daemon._httpguard import GuardedRunner
-from election_daemon.dashboard import Dashboard
-from election_daemon.endpoints import Endpoints, start_endpoints
+from election_daemon.cli.dashboard import Dashboard
+from election_daemon.daemon.endpoints import Endpoints, start_endpoints
+from election_daemon.daemon.httpguard import GuardedRunner
 from election_daemon.errors import ElectionError
 
 pytestmark = pytest.mark.timeout(60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from election_daemon.lease import LEASE_FRACTION, Lease
+from election_daemon.library.lease import LEASE_FRACTION, Lease
 
 
 def test_lease_is_two_thirds_of_the_timeout_from_the_send_time() -> None:

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from election_daemon import Election
-from election_daemon.metrics import FAILOVER_BUCKETS_S, ElectionMetrics
+from election_daemon.daemon.metrics import FAILOVER_BUCKETS_S, ElectionMetrics
 
 HOSTS = "127.0.0.1:2181"  # never connected to: these elections are not started
 

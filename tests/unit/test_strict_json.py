@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 import structlog
 
-from election_daemon import _jsonout
-from election_daemon._cmd_observe import _status_table, _status_text, change_record, initial_record
-from election_daemon.dashboard import Dashboard
-from election_daemon.endpoints import _dumps as endpoint_dumps
-from election_daemon.logs import configure_logging
-from election_daemon.observer import LeaderChange, Snapshot
+from election_daemon.cli.dashboard import Dashboard
+from election_daemon.cli.observe import _status_table, _status_text, change_record, initial_record
+from election_daemon.daemon import jsonout
+from election_daemon.daemon.endpoints import _dumps as endpoint_dumps
+from election_daemon.daemon.logs import configure_logging
+from election_daemon.library.observer import LeaderChange, Snapshot
+from election_daemon.library.recipes import Recipe
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -54,6 +55,7 @@ class FakeParticipant:
     data: Any
     is_leader: bool
     priority: int = 0
+    recipe: Recipe = Recipe.NATIVE
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,27 +86,27 @@ def snapshot(data: Any, identity: Any = "a") -> Snapshot:
 
 @pytest.mark.parametrize("data", HOSTILE_DATA, ids=range(len(HOSTILE_DATA)))
 def test_dumps_is_strict_and_total(data: Any) -> None:
-    text = _jsonout.dumps({"data": data})
+    text = jsonout.dumps({"data": data})
     strict_loads(text)
     assert text.isascii()
 
 
 def test_non_finite_numbers_become_null_and_bytes_base64() -> None:
-    assert strict_loads(_jsonout.dumps([float("nan"), float("inf"), 1.5])) == [None, None, 1.5]
-    assert strict_loads(_jsonout.dumps(b"\x00\xff")) == "AP8="
+    assert strict_loads(jsonout.dumps([float("nan"), float("inf"), 1.5])) == [None, None, 1.5]
+    assert strict_loads(jsonout.dumps(b"\x00\xff")) == "AP8="
 
 
 def test_a_value_too_deep_for_json_still_gives_json() -> None:
     deep: list[Any] = []
     for _ in range(100_000):
         deep = [deep]
-    strict_loads(_jsonout.dumps({"deep": deep, "nan": float("nan")}))
+    strict_loads(jsonout.dumps({"deep": deep, "nan": float("nan")}))
 
 
 @pytest.mark.parametrize("data", HOSTILE_DATA, ids=range(len(HOSTILE_DATA)))
 def test_status_and_watch_output_never_crash(data: Any) -> None:
     view = snapshot(data, identity=data if not isinstance(data, str) else "a")
-    strict_loads(_jsonout.dumps(view.as_dict()))
+    strict_loads(jsonout.dumps(view.as_dict()))
     assert _status_text(view).startswith("/svc: leader")
     _status_table(view)
     change = LeaderChange(
@@ -115,8 +117,8 @@ def test_status_and_watch_output_never_crash(data: Any) -> None:
         reason="leader_left",
         leaderless_s=float("nan"),
     )
-    strict_loads(_jsonout.dumps(change_record("/svc", change)))
-    strict_loads(_jsonout.dumps(initial_record(view)))
+    strict_loads(jsonout.dumps(change_record("/svc", change)))
+    strict_loads(jsonout.dumps(initial_record(view)))
 
 
 @pytest.mark.parametrize("data", HOSTILE_DATA, ids=range(len(HOSTILE_DATA)))

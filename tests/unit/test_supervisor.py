@@ -19,8 +19,8 @@ from _processes import SOON_S, dead, until
 from structlog.testing import LogCapture
 
 import election_daemon
+from election_daemon.daemon.supervisor import ChildExit, ChildSupervisor
 from election_daemon.errors import ChildError, ConfigError
-from election_daemon.supervisor import ChildExit, ChildSupervisor
 
 pytestmark = pytest.mark.timeout(60)
 

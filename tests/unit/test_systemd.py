@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from structlog.testing import LogCapture
 
-from election_daemon.systemd import SystemdNotifier
+from election_daemon.daemon.systemd import SystemdNotifier
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from election_daemon._exitcodes import ExitCode
-from election_daemon.verify import main
+from election_daemon.cli.verify import main
+from election_daemon.daemon.exitcodes import ExitCode
 
 pytestmark = pytest.mark.timeout(10)
 

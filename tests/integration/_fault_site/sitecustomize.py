@@ -26,7 +26,7 @@ def _armed(original: Callable[..., Any], arm_file: str, step: str) -> Callable[.
 
 
 def _install(spec: str) -> None:
-    from election_daemon import candidacy, election
+    from election_daemon.library import candidacy, election
 
     step, _, arm_file = spec.partition(":")
     if step == "position":

@@ -1,0 +1,511 @@
+"""The aiozk adapter: the one module that touches aiozk, fills its gaps and converts its errors.
+
+What it adds to aiozk 0.32 (see shared research ``aiozk.md``):
+
+- every request goes through :meth:`ZooKeeper._call`, which records the monotonic *send*
+  time of the last request the server answered: the basis of our own lease;
+- a hardened connection for the clients we create: the ``srvr`` handshake and the TCP
+  connect are bounded in time (aiozk waits forever on a server that accepts but never
+  answers, so a silently cut connection could never recover), and a connection closed by
+  the server suspends the session at once instead of waiting up to T for a ping to fail;
+- reconnection rounds retry with a short, bounded backoff (aiozk's grows to 60 s);
+- only the server saying "expired" ends a session: aiozk also drops the session when a
+  handshake fails (a server still electing its leader), losing leadership for nothing;
+- watch futures that unregister themselves when abandoned;
+- aiozk exceptions converted to :mod:`election_daemon.errors` at this boundary.
+
+Read-only sessions are never requested; a user-supplied client that reaches one is reported
+as such so that the liveness layer treats it as suspended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiozk
+from aiozk import exc as zk_exc
+from aiozk import protocol
+from aiozk.connection import Connection
+from aiozk.session import Session as _AiozkSession
+from aiozk.states import States
+
+from election_daemon.errors import (
+    ConnectionLossError,
+    ConnectTimeoutError,
+    DataTooLargeError,
+    NoAuthError,
+    NodeExistsError,
+    NoNodeError,
+    SessionLostError,
+    ZooKeeperError,
+)
+
+__all__ = ["MAX_DATA_BYTES", "GuardFailedError", "Stat", "ZkState", "ZooKeeper", "first_of"]
+
+_log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+# jute.maxbuffer defaults to 0xfffff bytes for a whole packet; a larger one makes the server
+# drop the connection, which looks like a network fault. Refuse it before sending.
+MAX_DATA_BYTES = 0xFFFFF - 4096
+
+# aiozk's session states, re-exported so that nothing else imports aiozk.
+ZkState = States
+
+
+class GuardFailedError(ZooKeeperError):
+    """A guarded write was refused because its guard node is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """The parts of a znode's stat that the election uses."""
+
+    czxid: int
+    mzxid: int
+    version: int
+    ephemeral_owner: int
+    data_length: int
+    num_children: int
+    ctime_ms: int
+    """Creation time in milliseconds since the epoch, by the clock of the server that created it."""
+
+    @classmethod
+    def _from_aiozk(cls, stat: Any) -> Stat:
+        return cls(
+            czxid=stat.created_zxid,
+            mzxid=stat.last_modified_zxid,
+            version=stat.version,
+            ephemeral_owner=stat.ephemeral_owner,
+            data_length=stat.data_length,
+            num_children=stat.num_children,
+            ctime_ms=stat.created,
+        )
+
+
+@contextlib.contextmanager
+def _converted(what: str) -> Iterator[None]:
+    """Convert aiozk's exceptions into ours, keeping the original as ``__cause__``."""
+    try:
+        yield
+    except zk_exc.NoNode as e:
+        raise NoNodeError(f"{what}: no such node") from e
+    except zk_exc.NodeExists as e:
+        raise NodeExistsError(f"{what}: node exists") from e
+    except (zk_exc.NoAuth, zk_exc.AuthFailed, zk_exc.InvalidACL) as e:
+        raise NoAuthError(f"{what}: not permitted by ZooKeeper ({type(e).__name__})") from e
+    except (zk_exc.SessionExpired, zk_exc.SessionLost, zk_exc.SessionMoved) as e:
+        raise SessionLostError(f"{what}: session lost ({type(e).__name__})") from e
+    except (zk_exc.ConnectError, zk_exc.ConnectionLoss, zk_exc.TimeoutError, zk_exc.FailedRetry) as e:
+        raise ConnectionLossError(f"{what}: connection lost") from e
+    except zk_exc.ZKError as e:
+        raise ZooKeeperError(f"{what}: {type(e).__name__}") from e
+
+
+class _HandshakeFailedError(Exception):
+    """The server dropped the connection during the session handshake."""
+
+
+class _HardenedConnection(Connection):  # type: ignore[misc]
+    """An aiozk connection whose loss is reported at once instead of at the next failed ping."""
+
+    def __init__(self, *args: Any, on_closed: Callable[[_HardenedConnection], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_closed = on_closed
+
+    async def read_loop(self) -> None:
+        await super().read_loop()
+        # aiozk's loop returns quietly on EOF, leaving requests pending until the next ping
+        # times out (up to T later); fail them now so the session reconnects elsewhere.
+        if not self.closing:
+            self.abort()
+            self._on_closed(self)
+
+
+class _HardenedSession(_AiozkSession):  # type: ignore[misc]
+    """An aiozk session with bounded connection attempts and a short reconnect backoff."""
+
+    max_backoff_s = 1.0
+    # aiozk's own attributes, declared for the type checker.
+    timeout: float
+    last_zxid: int | None
+    session_id: int | None
+    password: bytes
+
+    async def make_connection(self, host: str, port: int) -> Connection | None:
+        conn = _HardenedConnection(
+            host,
+            port,
+            watch_handler=self.event_dispatch,
+            read_timeout=self.read_timeout,
+            on_closed=self._connection_closed,
+        )
+        # Java and kazoo give each host T/n to answer; aiozk's handshake has no limit at all.
+        attempt_s = max(self.timeout / max(len(self.hosts), 1), 0.5)
+        try:
+            await asyncio.wait_for(conn.connect(), attempt_s)
+        except (TimeoutError, OSError, ConnectionError, zk_exc.ZKError) as e:
+            _log.info("cannot connect to %s:%s: %s", host, port, type(e).__name__)
+            with contextlib.suppress(Exception):
+                if conn.writer is not None:
+                    conn.writer.close()
+            return None
+        return conn
+
+    async def find_server(self, allow_read_only: bool) -> None:
+        backoff_s = 0.05
+        conn = None
+        while conn is None:
+            for host, port in random.sample(self.hosts, len(self.hosts)):
+                conn = await self.make_connection(host, port)
+                if conn is not None and conn.start_read_only and not allow_read_only:
+                    task = asyncio.create_task(conn.close(self.timeout))
+                    task.add_done_callback(_ignore_result)
+                    conn = None
+                if conn is not None:
+                    break
+            if conn is None:
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, self.max_backoff_s)
+        old: Connection | None = getattr(self, "conn", None)
+        self.conn = conn
+        if old is not None:
+            task = asyncio.create_task(old.close(self.timeout))
+            task.add_done_callback(_ignore_result)
+
+    async def repair_loop(self) -> None:
+        # aiozk's loop ends the session whenever a handshake fails, for instance when the
+        # server is still electing its ZooKeeper leader and drops us, and then silently opens
+        # a new one: a live session, its nodes and leadership thrown away. Here only the server
+        # saying "expired" ends the session; any other failure tries the next server with it.
+        backoff_s = 0.05
+        while not self.closing:
+            await self.state.wait_for(States.SUSPENDED, States.LOST)
+            if self.closing:
+                break
+            await self.find_server(allow_read_only=self.allow_read_only)
+            try:
+                await asyncio.wait_for(self._handshake(), max(self.timeout / max(len(self.hosts), 1), 0.5))
+            except zk_exc.SessionLost:
+                self.conn.abort(zk_exc.SessionLost)
+                await self.conn.close(self.timeout)
+                self.session_id = None
+                self.password = b"\x00"
+                continue
+            except (TimeoutError, _HandshakeFailedError, OSError):
+                self.conn.abort(zk_exc.ConnectError)
+                await self.conn.close(self.timeout)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, self.max_backoff_s)
+                continue
+            backoff_s = 0.05
+            self.state.transition_to(States.READ_ONLY if self.conn.start_read_only else States.CONNECTED)
+            self.conn.start_read_loop()
+            await self.set_existing_watches()
+
+    async def _handshake(self) -> None:
+        reply = await self.conn.send_connect(
+            protocol.ConnectRequest(
+                protocol_version=0,
+                last_seen_zxid=self.last_zxid or 0,
+                timeout=int((self.timeout or 0) * 1000),
+                session_id=self.session_id or 0,
+                password=self.password,
+                read_only=self.allow_read_only,
+            )
+        )
+        if reply is None:
+            # Dropped mid-handshake: not serving yet, or behind our last zxid. Not an expiry.
+            raise _HandshakeFailedError
+        zxid, response = reply
+        if response.session_id == 0:
+            if self.state.current_state != States.LOST:
+                self.state.transition_to(States.LOST)
+            raise zk_exc.SessionLost()
+        self.last_zxid = zxid
+        self.session_id = response.session_id
+        self.password = response.password
+        self.timeout = response.timeout / 1000
+
+    def _connection_closed(self, conn: Connection) -> None:
+        if conn is self.conn and self.state.current_state in (States.CONNECTED, States.READ_ONLY):
+            self.state.transition_to(States.SUSPENDED)
+
+
+def _ignore_result(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class ZooKeeper:
+    """A started or startable ZooKeeper client, as the election needs it.
+
+    Wraps an ``aiozk.ZKClient``. Built with :meth:`create` it owns a hardened client;
+    :meth:`wrap` adopts one the application made (many elections may share it).
+    """
+
+    def __init__(self, client: aiozk.ZKClient, *, owns_client: bool) -> None:
+        self.client = client
+        self.owns_client = owns_client
+        # Monotonic send time of the last request the server answered: the lease's basis.
+        self.last_answered_send: float | None = None
+        self._answered_session: int | None = None
+
+    @classmethod
+    def create(cls, servers: str, *, chroot: str | None, session_timeout_s: float) -> ZooKeeper:
+        """Build (not start) a hardened client that never accepts a read-only session.
+
+        ``servers`` is a chroot-less list with explicit ports (``config.format_servers``).
+        """
+        client = aiozk.ZKClient(
+            servers, chroot=chroot, session_timeout=session_timeout_s, allow_read_only=False
+        )
+        client.session = _HardenedSession(
+            servers, session_timeout_s, retry_policy=None, allow_read_only=False, read_timeout=None
+        )
+        return cls(client, owns_client=True)
+
+    @classmethod
+    def wrap(cls, client: aiozk.ZKClient) -> ZooKeeper:
+        return cls(client, owns_client=False)
+
+    # -- session ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return str(self.client.session.state.current_state)
+
+    @property
+    def session_id(self) -> int | None:
+        sid = self.client.session.session_id
+        return int(sid) if sid else None
+
+    @property
+    def session_password(self) -> bytes:
+        return bytes(self.client.session.password)
+
+    @property
+    def negotiated_timeout_s(self) -> float:
+        """The session timeout the server granted (the requested one before the handshake)."""
+        return float(self.client.session.timeout)
+
+    @property
+    def started(self) -> bool:
+        return bool(self.client.session.started)
+
+    async def start(self, *, connect_timeout_s: float) -> None:
+        """Connect and establish a session, or raise :class:`ConnectTimeoutError`."""
+        try:
+            await asyncio.wait_for(self.client.start(), connect_timeout_s)
+        except TimeoutError:
+            await self._abandon()
+            raise ConnectTimeoutError(
+                f"no ZooKeeper server answered within {connect_timeout_s:g} s "
+                f"({', '.join(f'{h}:{p}' for h, p in self.client.session.hosts)})"
+            ) from None
+        except zk_exc.ZKError as e:
+            await self._abandon()
+            with _converted("connect"):
+                raise e
+
+    async def close(self) -> None:
+        """Close the session so that its ephemeral nodes go at once; never hangs past T."""
+        session = self.client.session
+        if not session.started:
+            return
+        try:
+            # aiozk waits up to T for the close reply and then skips the rest of its cleanup.
+            await asyncio.wait_for(self.client.close(), max(self.negotiated_timeout_s / 3, 0.5))
+        except (TimeoutError, zk_exc.ZKError, OSError):
+            await self._abandon()
+
+    async def _abandon(self) -> None:
+        """Tear the client down without the server's help (it may be unreachable)."""
+        session = self.client.session
+        session.closing = True
+        for task in (session.repair_loop_task, session.heartbeat_task):
+            if task is not None and not task.done():
+                task.cancel()
+        if session.heartbeat_handle is not None:
+            session.heartbeat_handle.cancel()
+        if session.conn is not None:
+            session.conn.abort(zk_exc.ConnectError)
+            with contextlib.suppress(Exception):
+                session.conn.writer.close()
+        if session.state.current_state != States.LOST:
+            session.state.transition_to(States.LOST)
+        session.closing = False
+        session.started = False
+
+    def state_change(self) -> asyncio.Future[None]:
+        """A future that resolves at aiozk's next session state transition."""
+        machine = self.client.session.state
+        others = [States.CONNECTED, States.SUSPENDED, States.READ_ONLY, States.LOST]
+        others.remove(machine.current_state)
+        fut: asyncio.Future[None] = machine.wait_for(*others)
+
+        def _forget(f: asyncio.Future[None]) -> None:
+            for state in others:
+                machine.futures[state].discard(f)
+
+        fut.add_done_callback(_forget)
+        return fut
+
+    # -- requests --------------------------------------------------------------------
+
+    async def _call(self, what: str, request: Any) -> Any:
+        sent = time.monotonic()
+        session_id = self.session_id
+        with _converted(what):
+            response = await self.client.send(request)
+        # Only an answer on the session the request was sent on proves that session alive.
+        if (
+            session_id is not None
+            and session_id == self.session_id
+            and (self.last_answered_send is None or sent > self.last_answered_send)
+        ):
+            self.last_answered_send = sent
+            self._answered_session = session_id
+        return response
+
+    def answered_since(self, session_id: int) -> float | None:
+        """Send time of the last answered request on ``session_id``, if any."""
+        return self.last_answered_send if self._answered_session == session_id else None
+
+    def _path(self, path: str) -> str:
+        return str(self.client.normalize_path(path))
+
+    async def sync(self, path: str) -> None:
+        """A round trip through the ZooKeeper leader: our liveness probe."""
+        await self._call(f"sync {path}", protocol.SyncRequest(path=self._path(path)))
+
+    async def ensure_path(self, path: str) -> None:
+        with _converted(f"create {path}"):
+            await self.client.ensure_path(path)
+
+    async def create_ephemeral_sequential(self, prefix: str, data: bytes) -> tuple[str, Stat]:
+        """Create ``prefix`` + a sequence number; returns the node's path and stat."""
+        if len(data) > MAX_DATA_BYTES:
+            raise DataTooLargeError(
+                f"node data is {len(data)} bytes; ZooKeeper accepts at most {MAX_DATA_BYTES}"
+            )
+        request = protocol.Create2Request(path=self._path(prefix), data=data, acl=self.client.default_acl)
+        request.set_flags(ephemeral=True, sequential=True, container=False)
+        response = await self._call(f"create {prefix}", request)
+        return str(self.client.denormalize_path(response.path)), Stat._from_aiozk(response.stat)
+
+    async def children(self, path: str, *, watch: bool = False) -> list[str]:
+        """List ``path``'s children; with ``watch`` the next change fires :meth:`watch_children`."""
+        names, _ = await self.children_and_stat(path, watch=watch)
+        return names
+
+    async def children_and_stat(self, path: str, *, watch: bool = False) -> tuple[list[str], Stat]:
+        """``path``'s children and its own stat, in one request."""
+        response = await self._call(
+            f"list {path}", protocol.GetChildren2Request(path=self._path(path), watch=watch)
+        )
+        return list(response.children), Stat._from_aiozk(response.stat)
+
+    async def get(self, path: str, *, watch: bool = False) -> tuple[bytes, Stat]:
+        """Read a node; with ``watch`` its deletion or change will fire :meth:`watch`'s future."""
+        response = await self._call(
+            f"read {path}", protocol.GetDataRequest(path=self._path(path), watch=watch)
+        )
+        return bytes(response.data or b""), Stat._from_aiozk(response.stat)
+
+    async def set(self, path: str, data: bytes, *, version: int = -1) -> Stat:
+        """Set ``path``'s data (only at ``version`` unless it is -1)."""
+        if len(data) > MAX_DATA_BYTES:
+            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_DATA_BYTES}")
+        request = protocol.SetDataRequest(path=self._path(path), data=data, version=version)
+        response = await self._call(f"write {path}", request)
+        return Stat._from_aiozk(response.stat)
+
+    async def exists(self, path: str, *, watch: bool = False) -> Stat | None:
+        """``path``'s stat, or None if there is no such node. With ``watch``, whether the node
+        exists or not, its next creation, change or deletion fires :meth:`watch`'s future."""
+        try:
+            response = await self._call(
+                f"stat {path}", protocol.ExistsRequest(path=self._path(path), watch=watch)
+            )
+        except NoNodeError:
+            return None
+        return Stat._from_aiozk(response.stat)
+
+    async def delete(self, path: str) -> None:
+        await self._call(f"delete {path}", protocol.DeleteRequest(path=self._path(path), version=-1))
+
+    async def guarded_set(self, guard: str, path: str, data: bytes) -> Stat:
+        """Set ``path``'s data in one multi that fails unless node ``guard`` exists."""
+        if len(data) > MAX_DATA_BYTES:
+            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_DATA_BYTES}")
+        multi = protocol.TransactionRequest()
+        multi.add(protocol.CheckVersionRequest(path=self._path(guard), version=-1))
+        multi.add(protocol.SetDataRequest(path=self._path(path), data=data, version=-1))
+        response = await self._call(f"guarded write {path}", multi)
+        guard_result, set_result = response.responses
+        # A guard that held is reported as RolledBack when the set itself failed.
+        if isinstance(guard_result, Exception) and not isinstance(guard_result, zk_exc.RolledBack):
+            raise GuardFailedError(f"guarded write {path}: guard {guard} is gone") from guard_result
+        if isinstance(set_result, Exception):
+            with _converted(f"guarded write {path}"):
+                raise set_result
+        return Stat._from_aiozk(response.responses[1].stat)
+
+    def watch(self, path: str) -> asyncio.Future[None]:
+        """A future resolving at the next data watch event on ``path`` (created, deleted or changed).
+
+        Arm the server-side watch with ``get(path, watch=True)`` or ``exists(path, watch=True)``
+        after taking this future.
+        Cancelling the future unregisters it. Watches do not survive a reconnection reliably
+        (aiozk re-arms only some kinds): re-read and re-arm after every session edge.
+        """
+        return self._watch_future(
+            path, (protocol.WatchEvent.CREATED, protocol.WatchEvent.DELETED, protocol.WatchEvent.DATA_CHANGED)
+        )
+
+    def watch_children(self, path: str) -> asyncio.Future[None]:
+        """A future resolving at the next change of ``path``'s children (or its deletion).
+
+        Arm it with ``children(path, watch=True)`` after taking this future.
+        """
+        return self._watch_future(path, (protocol.WatchEvent.CHILDREN_CHANGED, protocol.WatchEvent.DELETED))
+
+    def _watch_future(self, path: str, kinds: tuple[int, ...]) -> asyncio.Future[None]:
+        session = self.client.session
+        full = self._path(path)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def _fire(_path: str) -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        def _forget(_f: asyncio.Future[None]) -> None:
+            for kind in kinds:
+                with contextlib.suppress(KeyError):
+                    session.remove_watch_callback(kind, full, _fire)
+
+        for kind in kinds:
+            session.add_watch_callback(kind, full, _fire)
+        fut.add_done_callback(_forget)
+        return fut
+
+
+async def first_of(*aws: Awaitable[Any]) -> None:
+    """Wait until any of ``aws`` completes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()

@@ -1,0 +1,377 @@
+"""The ZooKeeper recipe: one candidacy's node in the queue, ordering, and reading the queue.
+
+Each candidacy creates an ephemeral sequential node named by its :class:`~.recipes.Recipe`
+(natively ``<path>/_c_<guid>[_p<priority>]-<sequence>``; the priority is in the name so that
+one listing shows every contender's priority). The guid is new for every candidacy, so a
+create retried after a connection loss finds its own node instead of leaving a second one
+that would block the queue (ZooKeeper's recipes, "Recoverable Errors and the GUID";
+Curator's protected mode). Nodes are ordered by sequence number; the node with the lowest
+sequence leads, and each contender waits only on the nearest genuine node before its own.
+
+Every child whose name ends in a sequence number is a contender, whatever recipe made it
+(:mod:`.recipes`), but a name is only a claim. A contender counts only if it is ephemeral
+(a persistent look-alike belongs to no session and would stall the queue forever) and if
+its czxid agrees with its place: sequence numbers and czxids both grow with every create
+under one parent, so a node that sorts before another by name but was created after it
+(higher czxid) was named by hand to jump the queue, and is skipped.
+
+This module knows nothing of sessions' liveness or of leadership: :mod:`election` decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import contextlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from election_daemon.errors import NoNodeError, ZooKeeperError
+from election_daemon.library import payload
+from election_daemon.library._zk import Stat, ZooKeeper
+from election_daemon.library.limits import MAX_IDENTITY_BYTES
+from election_daemon.library.recipes import Contender, Recipe, new_guid, node_prefix, parse_contenders
+
+__all__ = [
+    "Candidacy",
+    "Contender",
+    "Handover",
+    "Participant",
+    "Position",
+    "clear_handover",
+    "decode_node_data",
+    "encode_node_data",
+    "genuine",
+    "parse_contenders",
+    "read_handover",
+    "read_queue",
+    "step_down_request",
+    "with_step_down_request",
+    "write_handover",
+]
+
+
+def encode_node_data(identity: str, data: Any, recipe: Recipe = Recipe.NATIVE) -> bytes:
+    """The payload published with a node: identity plus user data (bytes or JSON).
+
+    Curator and kazoo keep the bare participant id in the node; so do we under their names.
+    Raises ConfigError when ``data`` is not strict, bounded JSON (see :mod:`.payload`).
+    """
+    if recipe is not Recipe.NATIVE:
+        return identity.encode("utf-8")
+    doc: dict[str, Any] = {"id": identity}
+    if isinstance(data, bytes | bytearray):
+        doc["data_b64"] = base64.b64encode(bytes(data)).decode("ascii")
+    elif data is not None:
+        doc["data"] = data
+    return payload.check_data(doc, "data")
+
+
+def decode_node_data(raw: bytes, recipe: Recipe = Recipe.NATIVE) -> tuple[str | None, Any]:
+    """(identity, data) from a node's payload; foreign payloads give (None, raw bytes).
+
+    Never raises: the bytes come from anyone who can write to the election path.
+    """
+    try:
+        doc = payload.loads(raw)
+    except payload.PayloadError:
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("id"), str):
+        if "data_b64" in doc:
+            try:
+                return doc["id"], base64.b64decode(doc["data_b64"], validate=True)
+            except (ValueError, TypeError):
+                return doc["id"], None
+        return doc["id"], doc.get("data")
+    if recipe is not Recipe.NATIVE and 0 < len(raw) <= MAX_IDENTITY_BYTES:
+        # Curator's and kazoo's participant id: the node's data as text.
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, raw
+        if text.isprintable():
+            return text, None
+    return None, raw
+
+
+def genuine(found: Sequence[tuple[Contender, Stat]]) -> list[tuple[Contender, Stat]]:
+    """The live contenders among ``found`` (in queue order) whose names tell the truth.
+
+    Persistent nodes are nobody's candidacy. Genuine sequential nodes agree: the later the
+    sequence, the higher the czxid. A node named by hand to jump the queue (or to pose
+    behind it) breaks that order, so the queue is the longest run of live nodes whose names
+    and czxids agree (on a tie, the one ending with the oldest node), and the rest is skipped.
+    """
+    live = [(c, s) for c, s in found if s.ephemeral_owner != 0]
+    ends: list[int] = []  # per chain length, the index of the chain end with the lowest czxid
+    end_czxids: list[int] = []
+    before: list[int | None] = []
+    for i, (_, stat) in enumerate(live):
+        k = bisect.bisect_left(end_czxids, stat.czxid)
+        before.append(ends[k - 1] if k else None)
+        if k == len(ends):
+            ends.append(i)
+            end_czxids.append(stat.czxid)
+        else:
+            ends[k] = i
+            end_czxids[k] = stat.czxid
+    chain: list[tuple[Contender, Stat]] = []
+    at = ends[-1] if ends else None
+    while at is not None:
+        chain.append(live[at])
+        at = before[at]
+    chain.reverse()
+    return chain
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """A contender as others see it: who, where in the queue, and its would-be token."""
+
+    id: str | None
+    node: str
+    token: int
+    session_id: int
+    data: Any
+    is_leader: bool
+    priority: int = 0
+    recipe: Recipe = Recipe.NATIVE
+    """Which recipe named the node: foreign contenders queue like ours but hold no term of ours."""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = self.data
+        if isinstance(data, bytes):
+            data = base64.b64encode(data).decode("ascii")
+        return {
+            "id": self.id,
+            "node": self.node,
+            "token": self.token,
+            "session_id": f"0x{self.session_id:x}",
+            "data": data,
+            "is_leader": self.is_leader,
+            "priority": self.priority,
+            "recipe": self.recipe.value,
+        }
+
+
+async def read_queue(zk: ZooKeeper, path: str) -> list[Participant]:
+    """Every genuine live contender under ``path`` in queue order, the head first.
+
+    Persistent look-alikes, nodes whose names lie about their place (:func:`genuine`) and
+    nodes that vanish while being read are left out. Never raises on what the nodes hold.
+    """
+    try:
+        children = await zk.children(path)
+    except NoNodeError:
+        return []
+
+    async def _read(c: Contender) -> tuple[Contender, bytes, Stat] | None:
+        try:
+            raw, stat = await zk.get(f"{path}/{c.name}")
+        except NoNodeError:
+            return None
+        return c, raw, stat
+
+    found = [r for r in await asyncio.gather(*map(_read, parse_contenders(children))) if r is not None]
+    raw_of = {c.name: raw for c, raw, _ in found}
+    participants: list[Participant] = []
+    for c, stat in genuine([(c, stat) for c, _, stat in found]):
+        identity, data = decode_node_data(raw_of[c.name], c.recipe)
+        participants.append(
+            Participant(
+                id=identity,
+                node=f"{path}/{c.name}",
+                token=stat.czxid,
+                session_id=stat.ephemeral_owner,
+                data=data,
+                is_leader=not participants,
+                priority=c.priority,
+                recipe=c.recipe,
+            )
+        )
+    return participants
+
+
+_MAX_REQUEST_ID = 64
+
+
+def _request_id(value: object) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= _MAX_REQUEST_ID else None
+
+
+def _document(raw: bytes) -> dict[str, Any] | None:
+    try:
+        doc = payload.loads(raw)
+    except payload.PayloadError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def step_down_request(raw: bytes) -> str | None:
+    """The id of a well-formed step-down request written into a leader's node data, if any.
+
+    The protocol: ``{"step_down": {"request": "<1 to 64 characters>"}}`` beside the node's
+    identity and data. Anything else is not a request.
+    """
+    doc = _document(raw)
+    request = doc.get("step_down") if doc is not None else None
+    return _request_id(request.get("request")) if isinstance(request, dict) else None
+
+
+def with_step_down_request(raw: bytes, request_id: str) -> bytes:
+    """A leader's node data with a step-down request added, its identity and data kept."""
+    doc = _document(raw) or {}
+    doc["step_down"] = {"request": request_id}
+    return payload.dumps(doc).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """A request that leadership go next to the node ``to`` (kept in the election path's data)."""
+
+    to: str
+    request: str
+    version: int
+
+
+async def read_handover(zk: ZooKeeper, path: str) -> Handover | None:
+    """The well-formed pending handover under ``path``, if any (its target may be gone).
+
+    The protocol: ``{"handover_to": "<path>/<child>", "request": "<1 to 64 characters>"}``
+    as the election path's data. The target is checked by the reader, not trusted.
+    """
+    try:
+        raw, stat = await zk.get(path)
+    except NoNodeError:
+        return None
+    doc = _document(raw) if raw else None
+    if doc is None:
+        return None
+    to, request = doc.get("handover_to"), _request_id(doc.get("request"))
+    if not isinstance(to, str) or request is None or not to.startswith(f"{path}/"):
+        return None
+    if "/" in to[len(path) + 1 :] or parse_contenders([to[len(path) + 1 :]]) == []:
+        return None
+    return Handover(to, request, stat.version)
+
+
+async def write_handover(zk: ZooKeeper, path: str, to: str) -> str:
+    """Ask that the node ``to`` lead next: contenders before it step aside. Returns the request id."""
+    request = uuid.uuid4().hex
+    await zk.set(path, payload.dumps({"handover_to": to, "request": request}).encode("utf-8"))
+    return request
+
+
+async def clear_handover(zk: ZooKeeper, path: str, handover: Handover) -> None:
+    """Remove ``handover`` unless another request replaced it meanwhile."""
+    with contextlib.suppress(ZooKeeperError):
+        await zk.set(path, b"", version=handover.version)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where our node stands: every contender in order, ours, and the nodes before it."""
+
+    node: str
+    mine: Contender
+    contenders: tuple[Contender, ...]
+    preceding: tuple[str, ...]
+    path_has_data: bool
+    """Whether the election path holds data (a handover request) worth reading."""
+
+
+class Candidacy:
+    """One node of one session in the queue under ``path``, named as ``recipe`` names them."""
+
+    def __init__(
+        self,
+        zk: ZooKeeper,
+        path: str,
+        payload: bytes,
+        *,
+        session_id: int,
+        priority: int = 0,
+        recipe: Recipe = Recipe.NATIVE,
+    ) -> None:
+        self.zk = zk
+        self.path = path
+        self.payload = payload
+        self.session_id = session_id
+        self.priority = priority
+        self.recipe = recipe
+        self.guid = new_guid(recipe)
+        self.node: str | None = None
+        self.czxid: int | None = None
+        """Our node's czxid: a contender created after it cannot be our predecessor."""
+
+    def is_mine(self, contender: Contender) -> bool:
+        return contender.guid == self.guid and contender.recipe is self.recipe
+
+    async def join(self) -> str:
+        """Make sure our node exists, creating it (and the path) if needed; returns its path."""
+        while True:
+            mine = await self._find_mine()
+            if mine is not None:
+                self.node = f"{self.path}/{mine.name}"
+                stat = await self.zk.exists(self.node)
+                if stat is None:
+                    continue
+                self.czxid = stat.czxid
+                return self.node
+            try:
+                prefix = node_prefix(self.recipe, self.guid, self.priority)
+                self.node, created = await self.zk.create_ephemeral_sequential(
+                    f"{self.path}/{prefix}", self.payload
+                )
+                self.czxid = created.czxid
+                return self.node
+            except NoNodeError:
+                # The election path is missing (first use, or deleted mid-run): recreate it.
+                await self.zk.ensure_path(self.path)
+
+    async def position(self) -> Position:
+        """Our node's place in the queue; raises NoNodeError if our node is gone."""
+        children, path_stat = await self.zk.children_and_stat(self.path)
+        contenders = parse_contenders(children)
+        ours = [c for c in contenders if self.is_mine(c)]
+        if not ours:
+            self.node = None
+            raise NoNodeError(f"our node under {self.path} is gone")
+        mine, orphans = ours[0], ours[1:]
+        node = f"{self.path}/{mine.name}"
+        if node != self.node:
+            # An orphan of a retried create is older than the node we knew: lead with that.
+            self.node, self.czxid = node, None
+        for orphan in orphans:
+            # A create that aiozk retried after a connection loss left a second node of ours.
+            await self._delete_quietly(f"{self.path}/{orphan.name}")
+        preceding = tuple(f"{self.path}/{c.name}" for c in contenders if c < mine and not self.is_mine(c))
+        others = tuple(c for c in contenders if not self.is_mine(c))
+        ordered = tuple(sorted((*others, mine)))
+        return Position(node, mine, ordered, preceding, path_stat.data_length > 0)
+
+    async def leave(self) -> None:
+        """Delete our node (best effort: a closed session deletes it anyway)."""
+        if self.node is not None:
+            await self._delete_quietly(self.node)
+            self.node = None
+
+    async def _find_mine(self) -> Contender | None:
+        try:
+            children = await self.zk.children(self.path)
+        except NoNodeError:
+            return None
+        ours = [c for c in parse_contenders(children) if self.is_mine(c)]
+        return ours[0] if ours else None
+
+    async def _delete_quietly(self, node: str) -> None:
+        try:
+            await self.zk.delete(node)
+        except NoNodeError:
+            pass
+        except ZooKeeperError:
+            # Retried at the next position() call or cleaned by the session's end.
+            pass

@@ -1,0 +1,1032 @@
+"""The election: a state machine over a session (liveness) and a candidacy (the recipe).
+
+One private writer (:meth:`Election._set`) changes the state and fires events on edges
+only. Leadership is declared only when our node is first in the queue, still exists, is
+owned by the current session, and that session is CONNECTED with a valid lease. It is
+revoked synchronously, on the session's edge, the moment the lease runs out or the
+connection or session is lost, before any callback runs.
+
+Callback contract (write it on the wall):
+
+- ``on_elected(term)`` and ``on_revoked(reason)`` may be plain functions or coroutine
+  functions. Coroutines run as tasks: a slow callback never delays revocation, and by the
+  time ``on_elected`` runs, leadership may already be gone (``on_revoked`` follows).
+- ``on_revoked`` runs exactly once for every ``on_elected``.
+- An exception in a callback is logged and does not affect the election.
+- A plain function callback runs on the event loop: keep it short.
+
+Nothing here knows about processes or HTTP; the daemon consumes :meth:`Election.changes`
+or :meth:`Election.add_listener`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import inspect
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiozk
+
+from election_daemon.errors import (
+    ConfigError,
+    ConnectionLossError,
+    ElectionError,
+    InternalError,
+    NoAuthError,
+    NoNodeError,
+    NotLeaderError,
+    SessionLostError,
+    ZooKeeperError,
+)
+from election_daemon.library._pacing import TokenBucket
+from election_daemon.library._zk import GuardFailedError, Stat, ZooKeeper, first_of
+from election_daemon.library.candidacy import (
+    Candidacy,
+    Contender,
+    Handover,
+    Participant,
+    Position,
+    clear_handover,
+    encode_node_data,
+    parse_contenders,
+    read_handover,
+    read_queue,
+    step_down_request,
+    write_handover,
+)
+from election_daemon.library.limits import (
+    CONNECT_TIMEOUT_RANGE_S,
+    SESSION_TIMEOUT_RANGE_S,
+    check_identity,
+    check_priority,
+    check_seconds,
+    default_identity,
+    parse_hosts,
+    validate_election_path,
+)
+from election_daemon.library.recipes import Recipe, our_recipe
+from election_daemon.library.session import Session, SessionChange, SessionState
+
+__all__ = ["Election", "ElectionState", "Term", "Transition"]
+
+_log = logging.getLogger(__name__)
+
+# Between failed attempts to join while the session looks healthy (e.g. a NoAuth race).
+_RETRY_DELAY_S = 0.2
+
+# Fail-safe: after an unexpected exception the loop rejoins with a fresh node, backing off
+# from _FAILURE_BACKOFF_S, doubling up to T; this many failures in a row stop the election.
+_FAILURE_BACKOFF_S = 0.1
+_MAX_FAILURES = 5
+# Failures further apart than this many session timeouts are not "in a row".
+_FAILURES_FORGOTTEN_T = 10
+
+# The bound on moves driven by what ZooKeeper holds (see _pacing): rejoining after our node
+# was deleted, and leaving our place for a step-down, a handover or a higher priority.
+# A burst of _MOVES_BURST, then one per _MOVE_REFILL_T of the session timeout T.
+_MOVES_BURST = 5
+_MOVE_REFILL_T = 0.5
+# Node names remembered as ignored or deferred to (unique forever, so forgetting is safe).
+_MAX_REMEMBERED = 1024
+
+
+class ElectionState(enum.Enum):
+    """Where this participant stands. Only LEADING means "do the leader's work"."""
+
+    IDLE = "idle"
+    """Not started."""
+    JOINING = "joining"
+    """Connecting, or putting our node in the queue."""
+    FOLLOWING = "following"
+    """In the queue, waiting for the node before ours to go."""
+    LEADING = "leading"
+    """First in the queue, node owned by our live session, lease valid."""
+    SUSPENDED = "suspended"
+    """Session in doubt: not leading; will re-verify our node before leading again."""
+    STOPPED = "stopped"
+    """Left the election for good."""
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One term of leadership. ``token`` strictly increases from term to term.
+
+    The token is the czxid of the winning node: assigned by ZooKeeper's consensus, it grows
+    across leader changes, session expiry, ZooKeeper leader changes and re-creation of the
+    election path (sequence numbers restart; czxids do not). Leadership that resumes on the
+    same node after a brief suspension keeps its token: nobody can have led in between.
+    """
+
+    token: int
+    node: str
+    path: str
+    identity: str
+    session_id: int
+    started_at: float
+    started_monotonic: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One edge of the election's state machine: the log schema's record."""
+
+    event: str
+    state: ElectionState
+    previous_state: ElectionState
+    reason: str | None
+    path: str
+    id: str
+    node: str | None
+    token: int | None
+    session_id: int | None
+    timestamp: float
+    monotonic_s: float
+    error: BaseException | None = None
+    """The exception behind an ``internal_error`` event (not part of the log schema's keys)."""
+
+    def log_fields(self) -> dict[str, Any]:
+        """The fixed keys of the log schema (``timestamp`` is added by the logger)."""
+        return {
+            "event": self.event,
+            "state": self.state.value,
+            "previous_state": self.previous_state.value,
+            "reason": self.reason,
+            "path": self.path,
+            "id": self.id,
+            "node": self.node,
+            "token": self.token,
+            "session_id": f"0x{self.session_id:x}" if self.session_id else None,
+            "monotonic_s": round(self.monotonic_s, 6),
+        }
+
+
+ElectedCallback = Callable[[Term], Awaitable[None] | None]
+RevokedCallback = Callable[[str], Awaitable[None] | None]
+Listener = Callable[[Transition], None]
+
+
+class Election:
+    """A participant in the leader election under ``path``.
+
+    :param hosts: ZooKeeper connect string (``host:port,...[/chroot]``); may be None with ``client``.
+    :param path: the election's znode path, e.g. ``/election/scheduler``.
+    :param identity: this participant's name, published with its node (default ``host:pid``).
+    :param data: published with the node for discovery: bytes or anything JSON can encode.
+    :param session_timeout_s: requested ZooKeeper session timeout T; the server may clamp
+        it, and every timer uses the negotiated value. ``session_timeout`` is accepted too.
+    :param client: an aiozk ``ZKClient`` to share between elections; it is not closed by us.
+    :param connect_timeout_s: how long :meth:`start` waits for a session.
+    :param priority: a participant with a higher priority is preferred as leader (default 0).
+        When leadership changes, the highest-priority participant present takes over directly.
+        A sitting leader hands over to a higher-priority participant only once that
+        participant's node has been in the queue continuously for ``priority_stable_s``
+        (default: twice the session timeout), so one that comes and goes causes no storm.
+    :param recipe: how our node is named and filled: ``native`` (ours), or ``curator`` or
+        ``kazoo`` to be seen as a participant by Curator's ``LeaderLatch`` or kazoo's
+        ``Election`` on the same path. Whatever the recipe, we queue behind every live
+        ephemeral contender of any recipe. Foreign recipes take no ``data`` or ``priority``.
+    """
+
+    def __init__(
+        self,
+        hosts: str | None,
+        path: str,
+        *,
+        identity: str | None = None,
+        data: Any = None,
+        session_timeout_s: float | None = None,
+        session_timeout: float | None = None,
+        client: aiozk.ZKClient | None = None,
+        connect_timeout_s: float = 30.0,
+        priority: int = 0,
+        priority_stable_s: float | None = None,
+        recipe: Recipe | str = Recipe.NATIVE,
+    ) -> None:
+        if session_timeout_s is not None and session_timeout is not None:
+            raise ConfigError("session_timeout_s", "give session_timeout_s or session_timeout, not both")
+        timeout_s = session_timeout_s if session_timeout_s is not None else session_timeout
+        timeout_s = check_seconds(
+            "session_timeout_s", 10.0 if timeout_s is None else timeout_s, SESSION_TIMEOUT_RANGE_S
+        )
+        connect_timeout_s = check_seconds("connect_timeout_s", connect_timeout_s, CONNECT_TIMEOUT_RANGE_S)
+        check_priority(priority)
+        if priority_stable_s is not None:
+            priority_stable_s = check_seconds("priority_stable_s", priority_stable_s, (0.0, 86400.0))
+        self.recipe = our_recipe(recipe)
+        if self.recipe is not Recipe.NATIVE and (priority or data is not None):
+            raise ConfigError(
+                "priority" if priority else "data",
+                f"the {self.recipe.value} recipe keeps only the identity in a node: no data or priority",
+            )
+        self._servers: tuple[tuple[str, int], ...] = ()
+        self._chroot: str | None = None
+        if client is None:
+            if not isinstance(hosts, str):
+                raise ConfigError("hosts", f"give a ZooKeeper connect string or a client, not {hosts!r}")
+            self._servers, self._chroot = parse_hosts(hosts)
+        self.path = validate_election_path(path)
+        self.identity = check_identity(default_identity() if identity is None else identity)
+        self._payload = encode_node_data(self.identity, data, self.recipe)
+        self.data = data
+        self.requested_session_timeout_s = float(timeout_s)
+        self.priority = priority
+        self._priority_stable_s = priority_stable_s
+        # When this leader first saw each higher-priority node (the anti-flapping rule).
+        self._first_seen: dict[str, float] = {}
+        # Nodes we stepped aside for: never twice for the same one (one that never leads
+        # would otherwise have every participant defer to it in turn, forever).
+        self._deferred_to: set[str] = set()
+        self._ignored: set[str] = set()
+        self._moves = TokenBucket(_MOVES_BURST, _MOVE_REFILL_T * self.requested_session_timeout_s)
+        self._failures = 0
+        self._last_failure_at = -math.inf
+        self._connect_timeout_s = connect_timeout_s
+        self._client = client
+        self._session: Session | None = None
+
+        self._state = ElectionState.IDLE
+        self._term: Term | None = None
+        self._candidacy: Candidacy | None = None
+        self._elected_callbacks: list[ElectedCallback] = []
+        self._revoked_callbacks: list[RevokedCallback] = []
+        self._listeners: list[Listener] = []
+        self._subscribers: list[asyncio.Queue[Transition | None]] = []
+        self._callback_tasks: set[asyncio.Task[Any]] = set()
+        self._revoke_tasks: set[asyncio.Task[Any]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._leading = asyncio.Event()
+        self._joined = asyncio.Event()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._poked = False
+        self._resign_requests: list[asyncio.Future[None]] = []
+        self._failure: ElectionError | None = None
+        self._session_released = False
+
+    # -- registration ------------------------------------------------------------------
+
+    def on_elected(self, callback: ElectedCallback) -> ElectedCallback:
+        """Call ``callback(term)`` each time this participant becomes leader."""
+        self._elected_callbacks.append(callback)
+        return callback
+
+    def on_revoked(self, callback: RevokedCallback) -> RevokedCallback:
+        """Call ``callback(reason)`` each time leadership ends (once per ``on_elected``)."""
+        self._revoked_callbacks.append(callback)
+        return callback
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(transition)`` synchronously on every edge. It must not block."""
+        self._listeners.append(listener)
+
+    # -- queries -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> ElectionState:
+        return self._state
+
+    @property
+    def is_leader(self) -> bool:
+        """True only while leading with an unexpired lease (checked now, not at the last edge)."""
+        return (
+            self._state is ElectionState.LEADING
+            and self._session is not None
+            and self._session.lease_remaining_s() > 0
+        )
+
+    @property
+    def term(self) -> Term | None:
+        """The current term while leading, else None."""
+        return self._term if self._state is ElectionState.LEADING else None
+
+    @property
+    def node(self) -> str | None:
+        return self._candidacy.node if self._candidacy is not None else None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise ElectionError("the election has not been started")
+        return self._session
+
+    @property
+    def negotiated_session_timeout_s(self) -> float | None:
+        return self._session.negotiated_timeout_s if self._session is not None else None
+
+    async def leader(self) -> Participant | None:
+        """The current leader as the queue shows it (None if the queue is empty)."""
+        queue = await self.participants()
+        return queue[0] if queue else None
+
+    async def participants(self) -> list[Participant]:
+        """Every genuine live contender in queue order, the head first (of any recipe)."""
+        if self._state is ElectionState.STOPPED:
+            raise ElectionError("the election was stopped: its session is closed")
+        return await read_queue(self.session.zk, self.path)
+
+    @property
+    def failure(self) -> ElectionError | None:
+        """Why the election stopped by itself (an :class:`InternalError`, a refusal), if it did."""
+        return self._failure
+
+    async def wait_for_leadership(self, timeout: float | None = None) -> Term:
+        """Until this participant leads; returns the term. Raises TimeoutError on ``timeout``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if self._failure is not None:
+                    raise self._failure
+                if self._state is ElectionState.STOPPED:
+                    raise ElectionError("the election was stopped")
+                term = self.term
+                if term is not None:
+                    return term
+                await self._leading.wait()
+                # Leadership can come and go between the edge and this task's turn.
+                if self._state is not ElectionState.LEADING:
+                    self._leading.clear()
+
+    async def changes(self) -> AsyncIterator[Transition]:
+        """Every transition from now on, in order, until the election stops."""
+        queue: asyncio.Queue[Transition | None] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    if self._failure is not None:
+                        raise self._failure
+                    return
+                yield item
+        finally:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(queue)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the election; returns once our node is in the queue.
+
+        Raises :class:`ConnectTimeoutError` if no ZooKeeper answers within the connect timeout,
+        and :class:`NoAuthError` if ZooKeeper refuses our node.
+        """
+        if self._state is not ElectionState.IDLE:
+            raise ElectionError(f"cannot start an election that is {self._state.value}")
+        session = Session.open(
+            servers=self._servers,
+            chroot=self._chroot,
+            session_timeout_s=self.requested_session_timeout_s,
+            client=self._client,
+        )
+        self._session = session
+        session.acquire()
+        session.add_listener(self._on_session_change)
+        self._set(ElectionState.JOINING, "starting", None)
+        try:
+            await session.start(connect_timeout_s=self._connect_timeout_s)
+            if session.is_connected():
+                self._emit_session_event("connected", "connected")
+            self._task = asyncio.create_task(self._run(), name=f"election {self.path}")
+            self._task.add_done_callback(self._loop_ended)
+            joined = asyncio.ensure_future(self._joined.wait())
+            await asyncio.wait([joined, self._task], return_when=asyncio.FIRST_COMPLETED)
+            joined.cancel()
+            if self._failure is not None:
+                raise self._failure
+        except BaseException:
+            await self._shutdown("start_failed")
+            raise
+
+    async def resign(self) -> None:
+        """Give up leadership now and rejoin at the back of the queue (no-op unless leading).
+
+        Returns after ``on_revoked`` callbacks finished and our new node is in the queue.
+        """
+        if self._state is not ElectionState.LEADING:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._resign_requests.append(fut)
+        self._poke()
+        await fut
+
+    async def stop(self) -> None:
+        """Leave for good: revoke (callbacks first), delete our node, close an owned client.
+
+        Raises the election's :attr:`failure` if it had stopped by itself (after cleaning up).
+        """
+        if self._state is ElectionState.IDLE:
+            self._set(ElectionState.STOPPED, "stopped", "stopped")
+        elif self._state is not ElectionState.STOPPED or (
+            self._session is not None and not self._session_released
+        ):
+            await self._shutdown("stopped")
+        if self._failure is not None:
+            raise self._failure
+
+    async def _shutdown(self, reason: str) -> None:
+        if self._state is ElectionState.LEADING:
+            self._revoke(reason, ElectionState.STOPPED)
+        if self._task is not None:
+            self._task.cancel()
+            # wait(), not await: a loop that died has been dealt with by _loop_ended.
+            await asyncio.wait([self._task])
+            self._task = None
+        await self._await_revoke_callbacks()
+        session = self._session
+        if session is not None and self._candidacy is not None and session.is_connected():
+            with contextlib.suppress(ElectionError, TimeoutError):
+                async with asyncio.timeout(session.negotiated_timeout_s / 3):
+                    await self._candidacy.leave()
+        self._candidacy = None
+        if self._failure is None:
+            # Always the last event, also after a leader's "revoked" (which already says STOPPED).
+            self._set(ElectionState.STOPPED, "stopped", reason, force=True)
+        self._leading.set()  # wakes wait_for_leadership(), which then raises
+        for fut in self._resign_requests:
+            if not fut.done():
+                fut.set_result(None)
+        if session is not None:
+            self._session_released = True
+            session.remove_listener(self._on_session_change)
+            await session.release()
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+
+    # -- guarded writes ----------------------------------------------------------------
+
+    async def guarded_set(self, path: str, value: bytes) -> None:
+        """Write ``value`` to ``path`` only if this term's node still exists (one ZooKeeper multi).
+
+        Raises :class:`NotLeaderError` if not leading or if the term ended before the commit,
+        :class:`ConfigError` for a bad ``path`` or a ``value`` that is not bytes, and the
+        :class:`ZooKeeperError` that ZooKeeper gave for the write itself (no such node, ...).
+        """
+        validate_election_path(path, "path")
+        if not isinstance(value, bytes):
+            raise ConfigError("value", f"must be bytes, not {type(value).__name__}")
+        term = self.term
+        if term is None or not self.is_leader:
+            raise NotLeaderError(f"{self.identity} does not lead {self.path}")
+        try:
+            await self.session.zk.guarded_set(term.node, path, value)
+        except GuardFailedError as e:
+            raise NotLeaderError(f"term {term.token} of {self.path} has ended") from e
+
+    # -- the one writer ----------------------------------------------------------------
+
+    def _set(
+        self,
+        state: ElectionState,
+        event: str,
+        reason: str | None,
+        *,
+        force: bool = False,
+        error: BaseException | None = None,
+        term: Term | None = None,
+    ) -> None:
+        previous = self._state
+        if (state is previous or previous is ElectionState.STOPPED) and not force:
+            return
+        self._state = state
+        if state is ElectionState.LEADING:
+            self._leading.set()
+        else:
+            self._leading.clear()
+        if state in (ElectionState.FOLLOWING, ElectionState.LEADING):
+            self._joined.set()
+        term = term or self._term
+        session = self._session
+        transition = Transition(
+            event=event,
+            state=state,
+            previous_state=previous,
+            reason=reason,
+            path=self.path,
+            id=self.identity,
+            node=self.node,
+            token=term.token if term is not None else None,
+            session_id=session.session_id if session is not None else None,
+            timestamp=time.time(),
+            monotonic_s=time.monotonic(),
+            error=error,
+        )
+        for listener in list(self._listeners):
+            try:
+                listener(transition)
+            except Exception:
+                _log.exception("election listener failed")
+        for queue in self._subscribers:
+            queue.put_nowait(transition)
+
+    def _emit_session_event(self, event: str, reason: str) -> None:
+        """Session edges that do not move the election (connected, reconnected) are events too."""
+        self._set(self._state, event, reason, force=True)
+
+    def _elect(self, term: Term) -> None:
+        self._term = term
+        self._set(ElectionState.LEADING, "elected", None)
+        for callback in self._elected_callbacks:
+            self._invoke(callback, term, self._callback_tasks)
+
+    def _revoke(self, reason: str, to: ElectionState) -> None:
+        if self._state is not ElectionState.LEADING:
+            return
+        self._set(to, "revoked", reason)
+        self._term = None
+        for callback in self._revoked_callbacks:
+            self._invoke(callback, reason, self._revoke_tasks)
+
+    def _invoke(self, callback: Callable[[Any], Any], arg: Any, tasks: set[asyncio.Task[Any]]) -> None:
+        try:
+            result = callback(arg)
+        except Exception:
+            _log.exception("election callback %r failed", callback)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            tasks.add(task)
+            task.add_done_callback(lambda t: self._callback_done(t, tasks))
+
+    @staticmethod
+    def _callback_done(task: asyncio.Task[Any], tasks: set[asyncio.Task[Any]]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("election callback failed", exc_info=task.exception())
+
+    async def _await_revoke_callbacks(self) -> None:
+        if self._revoke_tasks:
+            await asyncio.wait(list(self._revoke_tasks))
+
+    # -- reacting to the session ------------------------------------------------------
+
+    def _on_session_change(self, change: SessionChange) -> None:
+        if self._state in (ElectionState.IDLE, ElectionState.STOPPED):
+            return
+        try:
+            self._follow_session(change)
+        except Exception as e:
+            # Fail-safe: whatever went wrong, leadership does not survive it.
+            self._internal_error(e)
+            self._poke()
+
+    def _follow_session(self, change: SessionChange) -> None:
+        if change.state is SessionState.SUSPENDED:
+            if self._state is ElectionState.LEADING:
+                self._revoke(change.reason, ElectionState.SUSPENDED)
+            else:
+                self._set(ElectionState.SUSPENDED, "suspended", change.reason)
+        elif change.state in (SessionState.LOST, SessionState.CLOSED):
+            reason = "session_expired" if change.state is SessionState.LOST else "session_closed"
+            self._candidacy = None
+            if self._state is ElectionState.LEADING:
+                self._revoke(reason, ElectionState.JOINING)
+            else:
+                self._set(ElectionState.JOINING, "session_lost", reason, force=True)
+        elif change.state is SessionState.CONNECTED and change.reason != "connected":
+            self._emit_session_event("reconnected", change.reason)
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake the loop's current or next wait (a resign request, a session edge)."""
+        self._poked = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def _wake_future(self) -> asyncio.Future[None]:
+        # A bare future rather than Event.wait(): waiting must not cost a task per election.
+        # Level-triggered: a poke that came while the loop was busy elsewhere is not lost.
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._poked:
+            fut.set_result(None)
+        self._poked = False
+        self._wakeup = fut
+        return fut
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Contend until stopped. Fail-safe: nothing unexpected leaves us LEADING.
+
+        Expected trouble (connection loss, our node deleted) is retried as the recipe says.
+        Any other exception is an internal error: leadership is revoked on the spot, the
+        node is given up, and after a back-off we rejoin with a fresh one; after
+        ``_MAX_FAILURES`` in a row the election stops with an :class:`InternalError`.
+        """
+        session = self.session
+        while True:
+            try:
+                await self._contend_once(session)
+            except asyncio.CancelledError:
+                raise
+            except NoAuthError as e:
+                self._fail(e, "no_auth")
+                return
+            except Exception as e:
+                self._internal_error(e)
+                if self._failures >= _MAX_FAILURES:
+                    self._fail(
+                        InternalError(f"{self.path}: {self._failures} internal errors in a row, last {e!r}"),
+                        "internal_error",
+                        cause=e,
+                    )
+                    self._give_up_node()
+                    return
+                backoff_s = _FAILURE_BACKOFF_S * 2 ** (self._failures - 1)
+                await asyncio.sleep(min(backoff_s, session.negotiated_timeout_s))
+
+    async def _contend_once(self, session: Session) -> None:
+        try:
+            await session.wait_connected()
+            session_id = session.session_id
+            assert session_id is not None
+            candidacy = self._candidacy
+            if candidacy is None or candidacy.session_id != session_id:
+                candidacy = self._candidacy = Candidacy(
+                    session.zk,
+                    self.path,
+                    self._payload,
+                    session_id=session_id,
+                    priority=self.priority,
+                    recipe=self.recipe,
+                )
+            await candidacy.join()
+            await self._contend(candidacy)
+        except NoNodeError:
+            # Our node is gone (an operator, or the path was deleted): join again, anew, paced
+            # so that deleting our node over and over cannot make us spin.
+            self._revoke("node_deleted", ElectionState.JOINING)
+            if self._state is not ElectionState.JOINING:
+                self._set(ElectionState.JOINING, "node_lost", "node_deleted")
+            self._candidacy = None
+            await self._pace()
+        except (TimeoutError, ConnectionLossError, SessionLostError):
+            # The session listener has (or will have) taken leadership away; wait for it.
+            await self._pause_if_connected()
+        except NoAuthError:
+            raise
+        except ZooKeeperError:
+            _log.warning("election %s: ZooKeeper error; retrying", self.path, exc_info=True)
+            await self._pause_if_connected()
+
+    async def _pace(self) -> None:
+        """Wait, if need be, until another move is within the bound (see :mod:`._pacing`)."""
+        delay_s = self._moves.reserve()
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+
+    def _internal_error(self, error: BaseException) -> None:
+        """Revoke at once, say so loudly, and give up our node: the next join starts afresh."""
+        now = time.monotonic()
+        if now - self._last_failure_at > _FAILURES_FORGOTTEN_T * self.requested_session_timeout_s:
+            self._failures = 0
+        self._failures += 1
+        self._last_failure_at = now
+        ended = self._term if self._state is ElectionState.LEADING else None
+        self._revoke("internal_error", ElectionState.JOINING)
+        _log.error("election %s: internal error; leadership given up", self.path, exc_info=error)
+        self._set(
+            ElectionState.JOINING,
+            "internal_error",
+            f"{type(error).__name__}: {error}"[:500],
+            force=True,
+            error=error,
+            term=ended,
+        )
+        self._give_up_node()
+
+    def _give_up_node(self) -> None:
+        """Delete our node in the background: a node nobody waits with must not block others."""
+        candidacy, self._candidacy = self._candidacy, None
+        if candidacy is not None and candidacy.node is not None:
+            task = asyncio.ensure_future(candidacy.leave())
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_tasks.discard)
+
+    def _fail(self, error: ElectionError, reason: str, *, cause: BaseException | None = None) -> None:
+        """Stop for good: revoke, the ``failed`` event, and every waiter told why."""
+        if cause is not None:
+            error.__cause__ = cause
+        self._failure = error
+        self._revoke(reason, ElectionState.STOPPED)
+        self._set(ElectionState.STOPPED, "failed", str(error)[:500], force=True)
+        self._leading.set()
+        for fut in self._resign_requests:
+            if not fut.done():
+                fut.set_result(None)
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """The last line of defence: a loop that dies (past ``except Exception``) stops us."""
+        if task.cancelled() or task.exception() is None or self._state is ElectionState.STOPPED:
+            return
+        error = task.exception()
+        _log.error("election %s: the election loop died", self.path, exc_info=error)
+        self._fail(
+            InternalError(f"{self.path}: the election loop died: {error!r}"), "internal_error", cause=error
+        )
+        self._give_up_node()
+
+    async def _pause_if_connected(self) -> None:
+        if self.session.is_connected():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.session.not_connected(), _RETRY_DELAY_S)
+
+    async def _contend(self, candidacy: Candidacy) -> None:
+        """Follow, then lead, while the session stays connected; returns when it does not."""
+        session = self.session
+        own: _OwnNode | None = None
+        predecessor_went = False
+        while session.is_connected():
+            if predecessor_went:
+                # We are probably first now: read the queue and our own node in one round
+                # trip. Failover time is what users measure us by.
+                position, fresh = await asyncio.gather(candidacy.position(), self._read_own(candidacy))
+                own = fresh
+                if fresh.node != position.node:  # an orphan of ours was older: lead with that
+                    fresh.cancel()
+                    own = None
+            else:
+                position = await candidacy.position()
+            predecessor = await self._arm_predecessor_watch(candidacy, position.preceding)
+            if predecessor is not None:
+                if own is not None:
+                    own.cancel()
+                    own = None
+                node_gone, _ = predecessor
+                self._set_following()
+                await first_of(node_gone, session.not_connected(), self._wake_future())
+                predecessor_went = True
+                continue
+            if self._state is ElectionState.FOLLOWING:
+                # Not an edge: the moment a failover begins, as this participant sees it.
+                self._set(self._state, "predecessor_gone", None, force=True)
+            await self._lead(candidacy, position, own)
+            return
+
+    async def _read_own(self, candidacy: Candidacy) -> _OwnNode:
+        """Our node: owner, data and czxid, watched from now on."""
+        node = candidacy.node
+        assert node is not None
+        change = candidacy.zk.watch(node)
+        try:
+            raw, stat = await candidacy.zk.get(node, watch=True)
+        except BaseException:
+            change.cancel()
+            raise
+        return _OwnNode(node, change, raw, stat)
+
+    def _set_following(self) -> None:
+        if self._state is ElectionState.SUSPENDED:
+            self._set(ElectionState.FOLLOWING, "resumed", None)
+        elif self._state is ElectionState.JOINING:
+            self._set(ElectionState.FOLLOWING, "joined", None)
+
+    async def _arm_predecessor_watch(
+        self, candidacy: Candidacy, preceding: tuple[str, ...]
+    ) -> tuple[asyncio.Future[None], str] | None:
+        """Watch the nearest genuine live contender before ours; None when we are first.
+
+        A persistent node is nobody's candidacy, and a node created after ours (higher
+        czxid) lied about its place with its name: both are skipped, not waited on. The
+        stat comes with the watch we set anyway, so checking costs no request.
+        """
+        zk = candidacy.zk
+        if candidacy.czxid is None and candidacy.node is not None:
+            stat = await zk.exists(candidacy.node)
+            if stat is None:
+                raise NoNodeError(f"our node {candidacy.node} is gone")
+            candidacy.czxid = stat.czxid
+        for node in reversed(preceding):
+            gone = zk.watch(node)
+            try:
+                _, stat = await zk.get(node, watch=True)
+            except NoNodeError:
+                gone.cancel()
+                continue
+            except BaseException:
+                gone.cancel()
+                raise
+            if stat.ephemeral_owner == 0 or (candidacy.czxid is not None and stat.czxid > candidacy.czxid):
+                gone.cancel()
+                self._ignore(node, "persistent" if stat.ephemeral_owner == 0 else "created after ours")
+                continue
+            return gone, node
+        return None
+
+    def _ignore(self, node: str, why: str) -> None:
+        """Log a node we do not obey, once per node (the set is pruned, never unbounded)."""
+        if node in self._ignored:
+            return
+        if len(self._ignored) >= _MAX_REMEMBERED:
+            self._ignored.clear()
+        self._ignored.add(node)
+        _log.warning("election %s: ignoring %s in the queue: %s", self.path, node, why)
+
+    async def _is_live_contender(self, zk: ZooKeeper, node: str) -> bool:
+        """Whether ``node`` is there and ephemeral: a live session's candidacy, not a look-alike."""
+        stat = await zk.exists(node)
+        if stat is None or stat.ephemeral_owner == 0:
+            self._ignore(node, "not a live ephemeral contender")
+            return False
+        return True
+
+    def _may_step_aside_for(self, target: str) -> bool:
+        """Once per target, within the move budget: no write can make us defer forever."""
+        if target in self._deferred_to:
+            return False
+        if len(self._deferred_to) >= _MAX_REMEMBERED:
+            self._deferred_to.clear()
+        self._deferred_to.add(target)
+        return self._moves.try_take()
+
+    async def _lead(self, candidacy: Candidacy, position: Position, own: _OwnNode | None) -> None:
+        zk = candidacy.zk
+        session = self.session
+        node = position.node
+        if own is None:
+            own = await self._read_own(candidacy)
+        own_change, raw, stat = own.change, own.raw, own.stat
+        try:
+            handover = await read_handover(zk, self.path) if position.path_has_data else None
+            if await self._defer_to_another(candidacy, position, handover):
+                own_change.cancel()
+                return
+        except BaseException:
+            own_change.cancel()
+            raise
+        while True:
+            if stat.ephemeral_owner != candidacy.session_id or session.session_id != candidacy.session_id:
+                own_change.cancel()
+                raise NoNodeError(f"{node} is not owned by our session")
+            if not session.is_connected():
+                own_change.cancel()
+                return
+            if self._state is not ElectionState.LEADING:
+                self._set_following()
+                self._elect(
+                    Term(
+                        token=stat.czxid,
+                        node=node,
+                        path=self.path,
+                        identity=self.identity,
+                        session_id=candidacy.session_id,
+                        started_at=time.time(),
+                        started_monotonic=time.monotonic(),
+                    )
+                )
+                if handover is not None:
+                    # Ours, or its target is gone: the handover is done either way.
+                    await clear_handover(zk, self.path, handover)
+                    handover = None
+            elif step_down_request(raw) is not None and self._moves.try_take():
+                own_change.cancel()
+                await self._resign(candidacy, "step_down")
+                return
+            queue_change = zk.watch_children(self.path)
+            try:
+                contenders = parse_contenders(await zk.children(self.path, watch=True))
+            except BaseException:
+                own_change.cancel()
+                queue_change.cancel()
+                raise
+            successor, wait_s = self._preferred_successor(candidacy, contenders)
+            if successor is not None:
+                target = f"{self.path}/{successor.name}"
+                if await self._is_live_contender(zk, target) and self._may_step_aside_for(target):
+                    own_change.cancel()
+                    queue_change.cancel()
+                    await write_handover(zk, self.path, target)
+                    await self._resign(candidacy, "priority_handover")
+                    return
+                self._deferred_to.add(target)
+            waits = [own_change, queue_change, session.not_connected(), self._wake_future()]
+            if wait_s is not None:
+                waits.append(_timer(wait_s))
+            if step_down_request(raw) is not None:
+                # Honoured once the move budget allows (see _pacing): check again then.
+                waits.append(_timer(self._moves.refill_s))
+            await first_of(*waits)
+            if self._resign_requests:
+                await self._resign(candidacy, "resigned")
+                return
+            if not session.is_connected():
+                return
+            # Our node changed or went, or the queue changed: read it again (NoNodeError revokes).
+            own_change = zk.watch(node)
+            try:
+                raw, stat = await zk.get(node, watch=True)
+            except BaseException:
+                own_change.cancel()
+                raise
+
+    async def _defer_to_another(
+        self, candidacy: Candidacy, position: Position, handover: Handover | None
+    ) -> bool:
+        """Before leading: step aside for a pending handover target or a higher priority.
+
+        Only for a live ephemeral contender of this election, at most once per target and
+        within the move budget: a target that never takes over cannot stall the election.
+        """
+        zk = candidacy.zk
+        names = {f"{self.path}/{c.name}" for c in position.contenders}
+        self._deferred_to &= names
+        target: str | None = None
+        write = False
+        if handover is not None and handover.to != position.node and handover.to in names:
+            target = handover.to
+        else:
+            best = max(position.contenders, key=lambda c: (c.priority, -c.sequence))
+            if best.priority > position.mine.priority:
+                target, write = f"{self.path}/{best.name}", True
+        if target is None or target in self._deferred_to:
+            return False
+        if not (await self._is_live_contender(zk, target) and self._may_step_aside_for(target)):
+            return False
+        if write:
+            await write_handover(zk, self.path, target)
+        self._set(self._state, "deferred", f"handover to {target}", force=True)
+        await candidacy.leave()
+        self._candidacy = None
+        return True
+
+    def _preferred_successor(
+        self, candidacy: Candidacy, contenders: list[Contender]
+    ) -> tuple[Contender | None, float | None]:
+        """A higher-priority contender that has waited long enough, or how long until one has."""
+        now = time.monotonic()
+        stable_s = self._priority_stable_s
+        if stable_s is None:
+            stable_s = 2 * self.session.negotiated_timeout_s
+        self._deferred_to &= {f"{self.path}/{c.name}" for c in contenders}
+        better = [
+            c
+            for c in contenders
+            if c.priority > self.priority
+            and not candidacy.is_mine(c)
+            and f"{self.path}/{c.name}" not in self._deferred_to
+        ]
+        self._first_seen = {c.name: self._first_seen.get(c.name, now) for c in better}
+        if not better:
+            return None, None
+        best = max(better, key=lambda c: (c.priority, -c.sequence))
+        waited_s = now - self._first_seen[best.name]
+        if waited_s >= stable_s:
+            return best, None
+        return None, stable_s - waited_s
+
+    async def _resign(self, candidacy: Candidacy, reason: str) -> None:
+        self._revoke(reason, ElectionState.JOINING)
+        await self._await_revoke_callbacks()
+        await candidacy.leave()
+        self._candidacy = None
+        self._first_seen = {}
+        requests, self._resign_requests = self._resign_requests, []
+        new = self._candidacy = Candidacy(
+            candidacy.zk,
+            self.path,
+            self._payload,
+            session_id=candidacy.session_id,
+            priority=self.priority,
+            recipe=self.recipe,
+        )
+        try:
+            await new.join()
+            self._set(ElectionState.FOLLOWING, "joined", reason)
+        finally:
+            for fut in requests:
+                if not fut.done():
+                    fut.set_result(None)
+
+
+@dataclass(slots=True)
+class _OwnNode:
+    """What leading needs to know of our own node, and the watch on it."""
+
+    node: str
+    change: asyncio.Future[None]
+    raw: bytes
+    stat: Stat
+
+    def cancel(self) -> None:
+        """Stop watching our node (we are not leading with it, or not yet)."""
+        self.change.cancel()
+
+
+def _timer(delay_s: float) -> asyncio.Future[None]:
+    """A future that resolves after ``delay_s`` (a timer handle, not a task)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def fire() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    handle = loop.call_later(delay_s, fire)
+    fut.add_done_callback(lambda _f: handle.cancel())
+    return fut

@@ -1,0 +1,481 @@
+"""Observing an election without joining it: who leads, the queue, and every change of leader.
+
+An :class:`Observer` holds a ZooKeeper session of its own (or shares an application's client)
+but creates no node, so it never affects the election. It keeps a children watch on the
+election path and re-reads the queue each time the watch fires; when the path does not exist
+it watches for its creation instead. Watches are re-armed and the queue re-read after every
+edge of the session (connection loss, a ZooKeeper server going away, session expiry), so
+nothing is polled and a change that happened while the observer was cut off is reported once
+it is back, as one change from the last leader it saw to the one it finds.
+
+The leader is the head of the queue, as :func:`election_daemon.library.candidacy.read_queue` reads it:
+the contender that leads, or is about to, as soon as its session is confirmed. A change is
+reported only when the head's node (its token) differs from the previous one seen, so a fault
+that leaves every node in place is silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiozk
+
+from election_daemon.errors import (
+    ConfigError,
+    ConnectionLossError,
+    ConnectTimeoutError,
+    ElectionError,
+    NoAuthError,
+    NoNodeError,
+    SessionLostError,
+    ZooKeeperError,
+)
+from election_daemon.library._zk import ZooKeeper
+from election_daemon.library.candidacy import Participant, read_queue
+from election_daemon.library.limits import (
+    CONNECT_TIMEOUT_RANGE_S,
+    SESSION_TIMEOUT_RANGE_S,
+    check_seconds,
+    parse_hosts,
+    validate_election_path,
+)
+from election_daemon.library.session import Session, SessionChange, SessionState
+
+__all__ = ["LeaderChange", "Observer", "Snapshot"]
+
+_log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+# Between failed reads while the session still looks healthy.
+_RETRY_DELAY_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The election as an observer sees it at ``taken_at``.
+
+    ``leader_since`` is when the current leader started leading as far as the observer can
+    tell. When the observer saw it take over (``takeover_seen``), that is the moment it did,
+    exact within a watch's delay. Otherwise (the leader was there before the observer, or took
+    over while the observer was cut off) ZooKeeper keeps no record of the moment, and it is
+    the earliest possible one: the latest of its node's creation time on the ZooKeeper server
+    and the last moment the observer saw the previous leader. ``leader_for_s`` is then an upper
+    bound: a follower promoted long after joining is credited with its wait.
+    """
+
+    path: str
+    leader: Participant | None
+    participants: tuple[Participant, ...]
+    """Every contender in queue order, the leader first."""
+    leader_since: float | None
+    """Unix time at which the leader started leading (see above), or None without a leader."""
+    takeover_seen: bool
+    """Whether the observer saw the leader take over, making ``leader_since`` exact."""
+    taken_at: float
+    """Unix time of the read this snapshot reports."""
+    connected: bool
+    """False when the observer's session is not connected: this is then the last view it had."""
+
+    @property
+    def leader_for_s(self) -> float | None:
+        """How long the leader had led at ``taken_at`` (never negative, whatever the clocks)."""
+        if self.leader_since is None:
+            return None
+        return max(0.0, self.taken_at - self.leader_since)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form: ``path``, ``leader``, ``leader_for_s``, ``participants``."""
+        leader_for_s = self.leader_for_s
+        return {
+            "path": self.path,
+            "leader": self.leader.as_dict() if self.leader is not None else None,
+            "leader_for_s": None if leader_for_s is None else round(leader_for_s, 3),
+            "participants": [p.as_dict() for p in self.participants],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderChange:
+    """The leader changed: from ``previous`` to ``leader`` (either may be None: no leader).
+
+    ``reason`` says what the observer saw: ``leader_left`` (the previous leader's node is gone,
+    whether it stopped, resigned, crashed and expired or was deleted), ``first_contender``
+    (a contender joined an election that had no leader), or ``queue_changed`` (anything else).
+    """
+
+    time: float
+    """Unix time at which the observer saw the change."""
+    previous: Participant | None
+    leader: Participant | None
+    token: int | None
+    """The new leader's fencing token (its node's czxid), None without a leader."""
+    reason: str
+    leaderless_s: float | None
+    """For a leader taking over an election that had none: how long the observer saw it
+    leaderless (None if that began before the observer started). 0.0 for a direct handover;
+    None when the election is left without a leader."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "previous": self.previous.as_dict() if self.previous is not None else None,
+            "leader": self.leader.as_dict() if self.leader is not None else None,
+            "token": self.token,
+            "reason": self.reason,
+            "leaderless_s": None if self.leaderless_s is None else round(self.leaderless_s, 3),
+        }
+
+
+def _token(participant: Participant | None) -> int | None:
+    return participant.token if participant is not None else None
+
+
+class Observer:
+    """Watches the election under ``path`` without taking part in it.
+
+    :param hosts: ZooKeeper connect string (``host:port,...[/chroot]``); may be None with ``client``.
+    :param path: the election's znode path.
+    :param session_timeout_s: the session timeout to request for the observer's own session.
+    :param connect_timeout_s: how long :meth:`start` waits for ZooKeeper.
+    :param client: an aiozk ``ZKClient`` to share with elections; it is not closed by us.
+    """
+
+    def __init__(
+        self,
+        hosts: str | None,
+        path: str,
+        *,
+        session_timeout_s: float = 10.0,
+        connect_timeout_s: float = 30.0,
+        client: aiozk.ZKClient | None = None,
+    ) -> None:
+        session_timeout_s = check_seconds("session_timeout_s", session_timeout_s, SESSION_TIMEOUT_RANGE_S)
+        connect_timeout_s = check_seconds("connect_timeout_s", connect_timeout_s, CONNECT_TIMEOUT_RANGE_S)
+        self._servers: tuple[tuple[str, int], ...] = ()
+        self._chroot: str | None = None
+        if client is None:
+            if hosts is None:
+                raise ConfigError("hosts", "give a ZooKeeper connect string or a client")
+            self._servers, self._chroot = parse_hosts(hosts)
+        self.path = validate_election_path(path)
+        self.session_timeout_s = session_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self._client = client
+        self._session: Session | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._view: Snapshot | None = None
+        self._first_view = asyncio.Event()
+        self._failure: Exception | None = None
+        self._stopped = False
+        # The last moment the current view was known to hold: when the observer last read
+        # it, or saw a watch fire, or lost its connection.
+        self._view_held_at: float | None = None
+        # Whether the watch fired since the last read, the connection holding throughout.
+        self._watch_fired = False
+        self._leaderless_since: float | None = None
+        self._change_subscribers: list[asyncio.Queue[LeaderChange | None]] = []
+        self._snapshot_subscribers: list[asyncio.Queue[Snapshot | None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and read the queue once; then follow it until :meth:`stop`.
+
+        Raises :class:`ConnectTimeoutError` if no ZooKeeper server answers within the connect
+        timeout, and :class:`NoAuthError` if ZooKeeper refuses to let us read the path.
+        """
+        if self._session is not None:
+            raise ElectionError("the observer has already been started")
+        session = Session.open(
+            servers=self._servers,
+            chroot=self._chroot,
+            session_timeout_s=self.session_timeout_s,
+            client=self._client,
+        )
+        self._session = session
+        session.acquire()
+        session.add_listener(self._on_session_change)
+        try:
+            await session.start(connect_timeout_s=self.connect_timeout_s)
+            self._task = asyncio.create_task(self._follow(session), name=f"observer {self.path}")
+            first = asyncio.ensure_future(self._first_view.wait())
+            try:
+                await asyncio.wait(
+                    [first, self._task], timeout=self.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                first.cancel()
+            if self._failure is not None:
+                raise self._failure
+            if self._view is None:
+                raise ConnectTimeoutError(f"could not read {self.path} within {self.connect_timeout_s:g} s")
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop following; end every :meth:`changes` and :meth:`snapshots` iteration."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        session = self._session
+        if session is not None:
+            session.remove_listener(self._on_session_change)
+            await session.release()
+        for change_queue in self._change_subscribers:
+            change_queue.put_nowait(None)
+        for snapshot_queue in self._snapshot_subscribers:
+            snapshot_queue.put_nowait(None)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- queries -----------------------------------------------------------------------
+
+    @property
+    def session(self) -> Session:
+        """The observer's ZooKeeper session (its state, its id)."""
+        if self._session is None:
+            raise ElectionError("the observer has not been started")
+        return self._session
+
+    @property
+    def connected(self) -> bool:
+        """Whether the observer's session is connected (its view is current)."""
+        return self._session is not None and self._session.state is SessionState.CONNECTED
+
+    async def snapshot(self) -> Snapshot:
+        """Read the queue now and return it with what the observer knows of the leader's term.
+
+        Waits for the session to be connected (ZooKeeper requests wait for a connection anyway).
+        """
+        session = self._require_started()
+        await session.wait_connected()
+        participants = tuple(await read_queue(session.zk, self.path))
+        leader = participants[0] if participants else None
+        now = time.time()
+        view = self._view
+        if view is not None and leader is not None and _token(view.leader) == leader.token:
+            return Snapshot(
+                self.path, leader, participants, view.leader_since, view.takeover_seen, now, connected=True
+            )
+        since = None if leader is None else await self._created_at(session.zk, leader, now)
+        return Snapshot(self.path, leader, participants, since, False, now, connected=True)
+
+    def latest(self) -> Snapshot | None:
+        """The view as of the last change the observer saw, without asking ZooKeeper."""
+        return self._view
+
+    def changes(self) -> AsyncIterator[LeaderChange]:
+        """Every leader change from the call on, in order, until the observer stops.
+
+        The subscription starts at the call, not at the first iteration: take it before
+        :meth:`start` to miss nothing after the first read (:meth:`latest` then gives the
+        state the first change starts from).
+        """
+        queue: asyncio.Queue[LeaderChange | None] = asyncio.Queue()
+        self._change_subscribers.append(queue)
+        return self._drain(queue, self._change_subscribers)
+
+    def snapshots(self) -> AsyncIterator[Snapshot]:
+        """The current view (once there is one), then a new one each time the queue or the
+        connection changes, until the observer stops. Subscribed at the call, like :meth:`changes`."""
+        queue: asyncio.Queue[Snapshot | None] = asyncio.Queue()
+        self._snapshot_subscribers.append(queue)
+        if self._view is not None:
+            queue.put_nowait(self._view)
+        return self._drain(queue, self._snapshot_subscribers)
+
+    async def _drain(
+        self, queue: asyncio.Queue[_T | None], subscribers: list[asyncio.Queue[_T | None]]
+    ) -> AsyncIterator[_T]:
+        try:
+            if not self._stopped:
+                while (item := await queue.get()) is not None:
+                    yield item
+        finally:
+            with contextlib.suppress(ValueError):
+                subscribers.remove(queue)
+        if self._failure is not None:
+            raise self._failure
+
+    def _require_started(self) -> Session:
+        if self._failure is not None:
+            raise self._failure
+        if self._session is None or self._stopped:
+            raise ElectionError("the observer is not running")
+        return self._session
+
+    # -- following ---------------------------------------------------------------------
+
+    async def _follow(self, session: Session) -> None:
+        try:
+            await self._follow_queue(session)
+        except Exception as e:
+            # Refused (NoAuthError) or a bug: nothing more will be seen; tell every reader.
+            if not isinstance(e, NoAuthError):
+                _log.error("observer %s failed", self.path, exc_info=True)
+            self._failure = e
+            self._first_view.set()
+            for change_queue in self._change_subscribers:
+                change_queue.put_nowait(None)
+            for snapshot_queue in self._snapshot_subscribers:
+                snapshot_queue.put_nowait(None)
+
+    async def _follow_queue(self, session: Session) -> None:
+        while True:
+            await session.wait_connected()
+            # One future per connected spell: the session keeps its waiters until its next edge.
+            disconnected = session.not_connected()
+            try:
+                while not disconnected.done():
+                    await self._follow_once(session.zk, disconnected)
+            finally:
+                disconnected.cancel()
+
+    async def _follow_once(self, zk: ZooKeeper, disconnected: asyncio.Future[None]) -> None:
+        """Arm the watch, read the queue, and wait for the watch or the end of the connection."""
+        try:
+            changed = await self._arm_watch(zk)
+            try:
+                await self._read(zk)
+                await asyncio.wait([changed, disconnected], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+            if not changed.cancelled():
+                # The watch fired: what the observer saw held until just now.
+                self._view_held_at = time.time()
+                self._watch_fired = True
+        except NoAuthError:
+            raise
+        except (TimeoutError, ConnectionLossError, SessionLostError):
+            # The session's own edge follows (or has come): wait for it rather than spin.
+            await asyncio.wait([disconnected], timeout=_RETRY_DELAY_S)
+        except ZooKeeperError:
+            _log.warning("observer %s: ZooKeeper error; retrying", self.path, exc_info=True)
+            await asyncio.wait([disconnected], timeout=_RETRY_DELAY_S)
+
+    async def _arm_watch(self, zk: ZooKeeper) -> asyncio.Future[None]:
+        """A future for the next change of the queue, or of the path's existence."""
+        while True:
+            children_changed = zk.watch_children(self.path)
+            try:
+                await zk.children(self.path, watch=True)
+                return children_changed
+            except NoNodeError:
+                children_changed.cancel()
+            except BaseException:
+                children_changed.cancel()
+                raise
+            # No election here yet: ZooKeeper sets an exists watch even on a missing node.
+            created = zk.watch(self.path)
+            try:
+                stat = await zk.exists(self.path, watch=True)
+            except BaseException:
+                created.cancel()
+                raise
+            if stat is None:
+                return created
+            created.cancel()  # created meanwhile: watch its children after all
+
+    async def _read(self, zk: ZooKeeper) -> None:
+        participants = tuple(await read_queue(zk, self.path))
+        leader = participants[0] if participants else None
+        now = time.time()
+        previous_view = self._view
+        since: float | None = None
+        seen = False
+        if previous_view is not None and _token(previous_view.leader) == _token(leader):
+            since, seen = previous_view.leader_since, previous_view.takeover_seen
+        elif leader is not None:
+            since = await self._created_at(zk, leader, now)
+            if previous_view is not None and self._view_held_at is not None:
+                # It cannot have taken over while the observer still saw the previous leader.
+                since = max(since, self._view_held_at)
+                seen = self._watch_fired
+        if previous_view is None:
+            self._leaderless_since = None
+        elif _token(previous_view.leader) != _token(leader):
+            self._publish_change(previous_view.leader, leader, participants, now, since)
+        self._watch_fired = False
+        self._view = Snapshot(self.path, leader, participants, since, seen, now, connected=True)
+        self._view_held_at = now
+        self._first_view.set()
+        for queue in self._snapshot_subscribers:
+            queue.put_nowait(self._view)
+
+    def _publish_change(
+        self,
+        previous: Participant | None,
+        leader: Participant | None,
+        participants: tuple[Participant, ...],
+        now: float,
+        since: float | None,
+    ) -> None:
+        if previous is None:
+            reason = "first_contender"
+        elif all(p.token != previous.token for p in participants):
+            reason = "leader_left"
+        else:
+            reason = "queue_changed"
+        leaderless_s: float | None = None
+        if leader is not None and previous is not None:
+            leaderless_s = 0.0
+        elif leader is not None and self._leaderless_since is not None and since is not None:
+            leaderless_s = max(0.0, since - self._leaderless_since)
+        # It left no earlier than the observer last saw it.
+        self._leaderless_since = (self._view_held_at or now) if leader is None else None
+        change = LeaderChange(
+            time=now,
+            previous=previous,
+            leader=leader,
+            token=_token(leader),
+            reason=reason,
+            leaderless_s=leaderless_s,
+        )
+        for queue in self._change_subscribers:
+            queue.put_nowait(change)
+
+    async def _created_at(self, zk: ZooKeeper, leader: Participant, now: float) -> float:
+        """The leader's node creation time (unix), or ``now`` if it is already gone."""
+        try:
+            _, stat = await zk.get(leader.node)
+        except NoNodeError:
+            return now  # it left meanwhile: the watch reports that next
+        return stat.ctime_ms / 1000
+
+    def _on_session_change(self, change: SessionChange) -> None:
+        view = self._view
+        if view is None or change.state is SessionState.CONNECTED:
+            return
+        self._watch_fired = False
+        if view.connected:
+            # A watch would have told of any change up to the last request ZooKeeper answered;
+            # after that the observer knows nothing until it is back.
+            answered = self.session.zk.last_answered_send
+            if answered is not None:
+                held_at = time.time() - (time.monotonic() - answered)
+                self._view_held_at = max(self._view_held_at or held_at, held_at)
+            self._view = dataclasses.replace(view, connected=False)
+            for queue in self._snapshot_subscribers:
+                queue.put_nowait(self._view)
