@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from aiozk import exc as zk_exc
 
 from election_daemon.cli.verify._fleet import Fleet, Participant
 from election_daemon.cli.verify._history import Record, Recorder
@@ -454,7 +453,7 @@ class _Hostile(Fault):
             except _NoTarget:
                 no_target[action] += 1
                 act["result"] = "no_target"
-            except (ZooKeeperError, zk_exc.ZKError, TimeoutError) as e:
+            except (ZooKeeperError, TimeoutError) as e:
                 failed[action] += 1
                 act["result"] = f"failed: {type(e).__name__}"
             else:
