@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-
 from election_daemon.cli.verify._fleet import Fleet, Participant
 from election_daemon.cli.verify._history import Record, Recorder
 from election_daemon.errors import NoNodeError, ZooKeeperError
