@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all test demo verify check format bench clean
+.PHONY: all test unit demo verify check format bench clean
 
 all: test
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml scripts/ensure-venv
 test: $(STAMP)
 	@scripts/ensure-system-packages zookeeper docker-compose chromium curator
 	ELECTION_DAEMON_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast tests alone: pure logic, no ZooKeeper (seconds).
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	@scripts/ensure-system-packages zookeeper
@@ -37,10 +41,11 @@ check: $(STAMP)
 	$(VENV)/bin/ruff check election_daemon tests bench
 	$(VENV)/bin/ruff format --check election_daemon tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix election_daemon tests bench
 	$(VENV)/bin/ruff format election_daemon tests bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache *.egg-info build dist reports

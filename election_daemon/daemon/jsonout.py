@@ -31,7 +31,7 @@ def _default(value: object) -> Any:
     return repr(value)
 
 
-def sanitize(value: Any, depth: int = 0) -> Any:
+def sanitize(value: Any, depth: int = 0) -> Any:  # noqa: PLR0911 (one return per JSON type)
     """``value`` with non-finite floats as ``None`` and unknown types made JSON (bounded depth)."""
     if depth > _MAX_DEPTH:
         return _TOO_DEEP

@@ -130,7 +130,7 @@ def validate_election_path(path: str, field: str = "path") -> str:
     return path
 
 
-def znode_path_problem(path: object) -> str | None:
+def znode_path_problem(path: object) -> str | None:  # noqa: PLR0911 (one return per rule, in order)
     """Why ``path`` cannot be a znode path we use, or None."""
     if not isinstance(path, str):
         return "must be a string"

@@ -275,7 +275,7 @@ def _rect(x: float, y: float, width: float, height: float, *, fill: str, title: 
     )
 
 
-def _timeline(history: History, verdict: Verdict) -> str:
+def _timeline(history: History, verdict: Verdict) -> str:  # noqa: C901 (one SVG, drawn in one pass)
     e = html.escape
     t0, t1 = history.start, max(history.end, history.start + 1.0)
     processes = sorted({str(r["process"]) for r in history.select("daemon")}, key=lambda p: (len(p), p))
