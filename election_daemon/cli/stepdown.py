@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 
 from election_daemon.cli import error
@@ -23,8 +22,9 @@ from election_daemon.cli.observe import ObserveOptions, run_observer_command
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.errors import ConfigError, ElectionError
 from election_daemon.library._zk import ZooKeeper
-from election_daemon.library.candidacy import Participant, read_queue, with_step_down_request, write_handover
+from election_daemon.library.candidacy import Participant, read_queue
 from election_daemon.library.limits import format_servers, parse_hosts
+from election_daemon.library.protocol import new_request_id, with_step_down_request, write_handover
 
 __all__ = ["main"]
 
@@ -80,7 +80,7 @@ async def _step_down(zk: ZooKeeper, path: str, to: str | None, wait_s: float) ->
     if target is not None:
         await write_handover(zk, path, target.node)
     raw, stat = await zk.get(leader.node)
-    await zk.set(leader.node, with_step_down_request(raw, uuid.uuid4().hex), version=stat.version)
+    await zk.set(leader.node, with_step_down_request(raw, new_request_id()), version=stat.version)
     new = await _wait_for_new_leader(zk, path, leader, target, started + wait_s)
     took_s = time.monotonic() - started
     return (

@@ -23,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
-import contextlib
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,24 +31,20 @@ from election_daemon.errors import NoNodeError, ZooKeeperError
 from election_daemon.library import payload
 from election_daemon.library._zk import Stat, ZooKeeper
 from election_daemon.library.limits import MAX_IDENTITY_BYTES
+from election_daemon.library.protocol import with_step_down_request
 from election_daemon.library.recipes import Contender, Recipe, new_guid, node_prefix, parse_contenders
 
 __all__ = [
     "Candidacy",
     "Contender",
-    "Handover",
     "Participant",
     "Position",
-    "clear_handover",
     "decode_node_data",
     "encode_node_data",
     "genuine",
     "parse_contenders",
-    "read_handover",
     "read_queue",
-    "step_down_request",
-    "with_step_down_request",
-    "write_handover",
+    "with_step_down_request",  # the protocol's home is .protocol; kept here for older callers
 ]
 
 
@@ -193,82 +187,6 @@ async def read_queue(zk: ZooKeeper, path: str) -> list[Participant]:
             )
         )
     return participants
-
-
-_MAX_REQUEST_ID = 64
-
-
-def _request_id(value: object) -> str | None:
-    return value if isinstance(value, str) and 0 < len(value) <= _MAX_REQUEST_ID else None
-
-
-def _document(raw: bytes) -> dict[str, Any] | None:
-    try:
-        doc = payload.loads(raw)
-    except payload.PayloadError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def step_down_request(raw: bytes) -> str | None:
-    """The id of a well-formed step-down request written into a leader's node data, if any.
-
-    The protocol: ``{"step_down": {"request": "<1 to 64 characters>"}}`` beside the node's
-    identity and data. Anything else is not a request.
-    """
-    doc = _document(raw)
-    request = doc.get("step_down") if doc is not None else None
-    return _request_id(request.get("request")) if isinstance(request, dict) else None
-
-
-def with_step_down_request(raw: bytes, request_id: str) -> bytes:
-    """A leader's node data with a step-down request added, its identity and data kept."""
-    doc = _document(raw) or {}
-    doc["step_down"] = {"request": request_id}
-    return payload.dumps(doc).encode("utf-8")
-
-
-@dataclass(frozen=True, slots=True)
-class Handover:
-    """A request that leadership go next to the node ``to`` (kept in the election path's data)."""
-
-    to: str
-    request: str
-    version: int
-
-
-async def read_handover(zk: ZooKeeper, path: str) -> Handover | None:
-    """The well-formed pending handover under ``path``, if any (its target may be gone).
-
-    The protocol: ``{"handover_to": "<path>/<child>", "request": "<1 to 64 characters>"}``
-    as the election path's data. The target is checked by the reader, not trusted.
-    """
-    try:
-        raw, stat = await zk.get(path)
-    except NoNodeError:
-        return None
-    doc = _document(raw) if raw else None
-    if doc is None:
-        return None
-    to, request = doc.get("handover_to"), _request_id(doc.get("request"))
-    if not isinstance(to, str) or request is None or not to.startswith(f"{path}/"):
-        return None
-    if "/" in to[len(path) + 1 :] or parse_contenders([to[len(path) + 1 :]]) == []:
-        return None
-    return Handover(to, request, stat.version)
-
-
-async def write_handover(zk: ZooKeeper, path: str, to: str) -> str:
-    """Ask that the node ``to`` lead next: contenders before it step aside. Returns the request id."""
-    request = uuid.uuid4().hex
-    await zk.set(path, payload.dumps({"handover_to": to, "request": request}).encode("utf-8"))
-    return request
-
-
-async def clear_handover(zk: ZooKeeper, path: str, handover: Handover) -> None:
-    """Remove ``handover`` unless another request replaced it meanwhile."""
-    with contextlib.suppress(ZooKeeperError):
-        await zk.set(path, b"", version=handover.version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,21 +45,17 @@ from election_daemon.errors import (
     SessionLostError,
     ZooKeeperError,
 )
+from election_daemon.library import protocol
 from election_daemon.library._pacing import TokenBucket
 from election_daemon.library._zk import GuardFailedError, Stat, ZooKeeper, first_of
 from election_daemon.library.candidacy import (
     Candidacy,
     Contender,
-    Handover,
     Participant,
     Position,
-    clear_handover,
     encode_node_data,
     parse_contenders,
-    read_handover,
     read_queue,
-    step_down_request,
-    write_handover,
 )
 from election_daemon.library.limits import (
     CONNECT_TIMEOUT_RANGE_S,
@@ -853,7 +849,7 @@ class Election:
             own = await self._read_own(candidacy)
         own_change, raw, stat = own.change, own.raw, own.stat
         try:
-            handover = await read_handover(zk, self.path) if position.path_has_data else None
+            handover = await protocol.read_handover(zk, self.path) if position.path_has_data else None
             if await self._defer_to_another(candidacy, position, handover):
                 own_change.cancel()
                 return
@@ -882,9 +878,9 @@ class Election:
                 )
                 if handover is not None:
                     # Ours, or its target is gone: the handover is done either way.
-                    await clear_handover(zk, self.path, handover)
+                    await protocol.clear_handover(zk, self.path, handover)
                     handover = None
-            elif step_down_request(raw) is not None and self._moves.try_take():
+            elif protocol.step_down_request(raw) is not None and self._moves.try_take():
                 own_change.cancel()
                 await self._resign(candidacy, "step_down")
                 return
@@ -901,14 +897,14 @@ class Election:
                 if await self._is_live_contender(zk, target) and self._may_step_aside_for(target):
                     own_change.cancel()
                     queue_change.cancel()
-                    await write_handover(zk, self.path, target)
+                    await protocol.write_handover(zk, self.path, target)
                     await self._resign(candidacy, "priority_handover")
                     return
                 self._deferred_to.add(target)
             waits = [own_change, queue_change, session.not_connected(), self._wake_future()]
             if wait_s is not None:
                 waits.append(_timer(wait_s))
-            if step_down_request(raw) is not None:
+            if protocol.step_down_request(raw) is not None:
                 # Honoured once the move budget allows (see _pacing): check again then.
                 waits.append(_timer(self._moves.refill_s))
             await first_of(*waits)
@@ -926,7 +922,7 @@ class Election:
                 raise
 
     async def _defer_to_another(
-        self, candidacy: Candidacy, position: Position, handover: Handover | None
+        self, candidacy: Candidacy, position: Position, handover: protocol.Handover | None
     ) -> bool:
         """Before leading: step aside for a pending handover target or a higher priority.
 
@@ -949,7 +945,7 @@ class Election:
         if not (await self._is_live_contender(zk, target) and self._may_step_aside_for(target)):
             return False
         if write:
-            await write_handover(zk, self.path, target)
+            await protocol.write_handover(zk, self.path, target)
         self._set(self._state, "deferred", f"handover to {target}", force=True)
         await candidacy.leave()
         self._candidacy = None

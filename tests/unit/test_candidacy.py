@@ -11,8 +11,6 @@ from election_daemon.library.candidacy import (
     encode_node_data,
     genuine,
     parse_contenders,
-    step_down_request,
-    with_step_down_request,
 )
 from election_daemon.library.recipes import Recipe, node_prefix, parse_contender
 
@@ -127,7 +125,6 @@ def test_foreign_payload_is_returned_raw() -> None:
 )
 def test_hostile_payloads_decode_as_opaque_bytes(raw: bytes) -> None:
     assert decode_node_data(raw) == (None, raw)
-    assert step_down_request(raw) is None
 
 
 def test_our_data_is_held_to_the_same_limits() -> None:
@@ -138,9 +135,3 @@ def test_our_data_is_held_to_the_same_limits() -> None:
         with pytest.raises(ConfigError, match="data"):
             encode_node_data("h:1", bad)
 
-
-def test_step_down_requests_must_be_well_formed() -> None:
-    assert step_down_request(with_step_down_request(encode_node_data("h:1", None), "r1")) == "r1"
-    assert step_down_request(b'{"id":"h","step_down":{"request":""}}') is None
-    assert step_down_request(b'{"id":"h","step_down":{"request":"' + b"x" * 65 + b'"}}') is None
-    assert step_down_request(b'{"id":"h","step_down":["r"]}') is None
