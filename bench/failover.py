@@ -40,7 +40,6 @@ import math
 import os
 import platform
 import re
-import shutil
 import signal
 import statistics
 import sys
@@ -56,7 +55,20 @@ from _etcd import EtcdServer, EtcdStartError, etcd_installed
 from rich.console import Console
 from rich.table import Table
 
-from election_daemon.testing import TcpProxy, ZooKeeperEnsemble, ZooKeeperServer
+from election_daemon._processes import parent_death_prefix
+from election_daemon.testing import (
+    DaemonEvent,
+    TcpProxy,
+    ZooKeeperEnsemble,
+    ZooKeeperServer,
+    daemon_args,
+    daemon_argv,
+    daemon_environment,
+    parse_event,
+    read_lines,
+    signal_group,
+    start_process,
+)
 
 __all__ = ["ROWS", "main"]
 
@@ -70,11 +82,6 @@ _POLL_INTERVAL_S = 0.02
 _REPORT_WIDTH = 140
 _CONTENDER_KINDS = ("library", "aiozk", "kazoo")
 _CONTENDER_SCRIPT = Path(__file__).with_name("_contender.py")
-# The kernel SIGKILLs our contenders if this process dies without cleaning up (setpriv execs the
-# command, so pids and process groups stay the same).
-_PDEATHSIG_PREFIX: tuple[str, ...] = (
-    ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") is not None else ()
-)
 _SEQUENCE = re.compile(r"(\d{10})$")
 # The leader-only command of the daemon rows and of etcd/sigterm: one line with the time it started,
 # then a long sleep. sh and date start in about a millisecond; date reads only the wall clock
@@ -178,27 +185,6 @@ def _p95(samples_s: Sequence[float]) -> float:
 
 
 @dataclass(frozen=True)
-class _Line:
-    """One JSON line a process wrote, and when we read it."""
-
-    fields: dict[str, Any]
-    received_s: float
-
-    @property
-    def event(self) -> object:
-        return self.fields.get("event")
-
-    @property
-    def has_own_time(self) -> bool:
-        return isinstance(self.fields.get("monotonic_s"), int | float)
-
-    @property
-    def at_s(self) -> float:
-        """When the event happened: the line's own ``monotonic_s``, else when we read it."""
-        return float(self.fields["monotonic_s"]) if self.has_own_time else self.received_s
-
-
-@dataclass(frozen=True)
 class _Outcome:
     """One trial's samples, one per row of its scenario."""
 
@@ -214,7 +200,7 @@ class _Process:
         self.name = name
         self.process = process
         self.stderr_path = stderr_path
-        self.lines: list[_Line] = []
+        self.lines: list[DaemonEvent] = []
         # Process groups of the daemon's leader-only commands that have not exited yet.
         self.child_groups: set[int] = set()
         self._changed = asyncio.Condition()
@@ -223,23 +209,19 @@ class _Process:
 
     async def _read(self) -> None:
         assert self.process.stdout is not None
-        async for raw in self.process.stdout:
+        async for text in read_lines(self.process.stdout):
             received_s = time.monotonic()
-            try:
-                fields = json.loads(raw)
-            except ValueError:
+            line = parse_event(text, received_s)
+            if line is None:
                 continue
-            if not isinstance(fields, dict):
-                continue
-            if isinstance(realtime_s := fields.get("realtime_s"), float) and "monotonic_s" not in fields:
+            if isinstance(realtime_s := line.get("realtime_s"), float) and "monotonic_s" not in line:
                 # The offset between the two clocks changes only if the wall clock is stepped in
                 # the millisecond or so between the command's date and this read.
-                fields["monotonic_s"] = realtime_s - (time.time() - received_s)
-            line = _Line(fields, received_s)
-            if isinstance(pgid := fields.get("pgid"), int):
-                if line.event == "child_started":
+                line["monotonic_s"] = realtime_s - (time.time() - received_s)
+            if (pgid := line.integer("pgid")) is not None:
+                if line.name == "child_started":
                     self.child_groups.add(pgid)
-                elif line.event == "child_exited":
+                elif line.name == "child_exited":
                     self.child_groups.discard(pgid)
             async with self._changed:
                 self.lines.append(line)
@@ -248,11 +230,11 @@ class _Process:
             self._eof = True
             self._changed.notify_all()
 
-    async def wait_event(self, event: str, timeout_s: float) -> _Line:
+    async def wait_event(self, event: str, timeout_s: float) -> DaemonEvent:
         """The first line with this ``event``, waiting for it up to ``timeout_s``."""
 
-        def found() -> _Line | None:
-            return next((line for line in self.lines if line.event == event), None)
+        def found() -> DaemonEvent | None:
+            return next((line for line in self.lines if line.name == event), None)
 
         try:
             async with asyncio.timeout(timeout_s), self._changed:
@@ -267,15 +249,14 @@ class _Process:
         return line
 
     def signal_group(self, signum: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signum)
+        signal_group(self.process.pid, signum)
 
     def kill_everything(self) -> None:
         """SIGKILL the process group and any leader-only command group it reported."""
         self.signal_group(signal.SIGKILL)
         for pgid in self.child_groups:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
+            with contextlib.suppress(PermissionError):
+                signal_group(pgid, signal.SIGKILL)
 
     async def reap(self, timeout_s: float = _EXIT_TIMEOUT_S) -> None:
         """Wait for the process to exit; SIGKILL its group if it does not within ``timeout_s``."""
@@ -322,18 +303,11 @@ class _Bench:
         self.processes: list[_Process] = []
         self._count = 0
 
-    async def spawn(self, name: str, argv: Sequence[str]) -> _Process:
+    async def spawn(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> _Process:
         self._count += 1
         stderr_path = self.directory / f"{self._count:03d}-{name.replace('/', '_')}.stderr"
         with stderr_path.open("wb") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                *_PDEATHSIG_PREFIX,
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-                start_new_session=True,
-            )
+            process = await start_process(argv, env=env, stderr=stderr)
         handle = _Process(name, process, stderr_path)
         self.processes.append(handle)
         return handle
@@ -343,9 +317,15 @@ class _Bench:
         return await self.spawn(name, [*argv, "--session-timeout", str(self.session_timeout_s), "--id", name])
 
     async def spawn_daemon(self, path: str, name: str, hosts: str | None = None) -> _Process:
-        argv = [sys.executable, "-m", "election_daemon", "--hosts", hosts or self.server.address]
-        argv += ["--path", path, "--session-timeout", str(self.session_timeout_s), "--id", name]
-        return await self.spawn(name, [*argv, "--log-format", "json", "--", *_COMMAND])
+        args = daemon_args(
+            hosts or self.server.address,
+            path,
+            identity=name,
+            session_timeout_s=self.session_timeout_s,
+            options=("--log-format", "json"),
+            command=_COMMAND,
+        )
+        return await self.spawn(name, daemon_argv(args), daemon_environment())
 
     async def spawn_etcdctl(self, lock: str, name: str) -> _Process:
         assert self.etcd is not None
@@ -353,7 +333,7 @@ class _Bench:
         # through the same setpriv exec, so that both commands start the same way.
         ttl_s = math.ceil(self.session_timeout_s)
         argv = ["etcdctl", f"--endpoints={self.etcd.endpoint}", "lock", f"--ttl={ttl_s}", lock]
-        return await self.spawn(name, [*argv, "--", *_PDEATHSIG_PREFIX, *_COMMAND])
+        return await self.spawn(name, [*argv, "--", *parent_death_prefix(), *_COMMAND])
 
     async def wait_follower_ready(self, path: str, contenders: int = 2) -> None:
         """Until ``contenders`` nodes are under ``path`` and another session watches the leader's node."""
@@ -721,7 +701,7 @@ async def _run(args: argparse.Namespace, console: Console) -> tuple[list[_Result
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     ensemble = ZooKeeperEnsemble(1, tick_time_ms=_TICK_TIME_MS)
-    etcd = EtcdServer(_PDEATHSIG_PREFIX) if "etcd/sigterm" in args.rows and etcd_installed() else None
+    etcd = EtcdServer(parent_death_prefix()) if "etcd/sigterm" in args.rows and etcd_installed() else None
     etcd_error: str | None = None
     try:
         console.print(f"starting ZooKeeper (tickTime {_TICK_TIME_MS} ms)...")

@@ -14,7 +14,7 @@ or if the logs show two leader-only commands at once: a ``child_started`` while 
 daemon's term is open (no ``revoked``/``child_exited`` yet).
 
 The module has three parts. The model is :class:`Cluster`, fed by the daemons' JSON log lines
-and by reading the election queue, plus its :class:`SafetyCheck`. The views are
+and by reading the election queue, with a :class:`~election_daemon.testing.SafetyCheck`. The views are
 :class:`LiveView` and :class:`PlainView`. The scenario driver is :class:`Fleet` (the daemon
 processes) and :class:`Scenario`.
 """
@@ -26,19 +26,16 @@ import asyncio
 import contextlib
 import enum
 import itertools
-import json
 import logging
 import math
 import os
 import random
-import shutil
 import signal
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
 from rich import box
@@ -48,11 +45,20 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from election_daemon.daemon.supervisor import process_group_alive
 from election_daemon.errors import ConfigError, ElectionError, ZooKeeperError
 from election_daemon.library._zk import ZooKeeper
 from election_daemon.library.candidacy import Participant, read_queue
-from election_daemon.testing import ZooKeeperEnsemble
+from election_daemon.testing import (
+    DaemonEvent,
+    SafetyCheck,
+    ZooKeeperEnsemble,
+    daemon_args,
+    daemon_environment,
+    parse_event,
+    read_lines,
+    signal_group,
+    start_daemon,
+)
 
 __all__ = [
     "ELECTION_PATH",
@@ -64,18 +70,15 @@ __all__ = [
     "FaultKind",
     "Fleet",
     "LiveView",
-    "LogRecord",
     "Member",
     "PlainView",
     "QueueObserver",
     "Row",
-    "SafetyCheck",
     "Scenario",
     "Summary",
     "View",
     "fault_plan",
     "main",
-    "parse_line",
 ]
 
 PARTICIPANT_IDS = ("alpha", "bravo", "charlie")
@@ -108,7 +111,6 @@ _STOP_GRACE_S = 10.0
 _PIPE_DRAIN_S = 2.0
 # How long each leader works before the next fault: long enough to see it print.
 _HOLD_S = (1.0, 2.0)
-_LINE_LIMIT_BYTES = 1 << 20
 _STDERR_TAIL_LINES = 20
 _SHOWN_FAILOVERS = 8
 _PARTICIPANT_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
@@ -196,50 +198,6 @@ class FaultKind(enum.Enum):
         return "graceful stop" if self is FaultKind.TERM else "crash"
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """The parts of one JSON log line of a daemon that the demo uses."""
-
-    event: str
-    state: str | None
-    node: str | None
-    token: int | None
-    pgid: int | None
-    monotonic_s: float
-    """When it happened: the line's own ``monotonic_s`` if it has one, else when it was read.
-    Both are CLOCK_MONOTONIC, which every process on the machine shares."""
-
-
-def parse_line(line: str, received_s: float) -> LogRecord | None:
-    """The log record on a daemon's stdout line, or None for its command's pass-through output."""
-    if not line.startswith("{"):
-        return None
-    try:
-        doc = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("event"), str):
-        return None
-
-    def text(key: str) -> str | None:
-        value = doc.get(key)
-        return value if isinstance(value, str) else None
-
-    def integer(key: str) -> int | None:
-        value = doc.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    at = doc.get("monotonic_s")
-    return LogRecord(
-        event=doc["event"],
-        state=text("state"),
-        node=text("node"),
-        token=integer("token"),
-        pgid=integer("pgid") or integer("pid"),
-        monotonic_s=float(at) if isinstance(at, int | float) and not isinstance(at, bool) else received_s,
-    )
-
-
 @dataclass(eq=False)
 class Member:
     """One daemon process: an incarnation of a participant id (a restarted daemon is a new member)."""
@@ -312,57 +270,15 @@ class Row:
     """Its process has ended; a killed daemon's node stays in the queue until its session expires."""
 
 
-class SafetyCheck:
-    """What the logs must show: leader-only commands of different terms never overlap, tokens grow.
-
-    A term opens with ``child_started`` and closes with its daemon's ``revoked`` or
-    ``child_exited``. A daemon killed with SIGKILL logs neither; its term counts as closed once
-    its process has ended and its command's process group is gone.
-    """
-
-    def __init__(self, group_alive: Callable[[int], bool] = process_group_alive) -> None:
-        self._group_alive = group_alive
-        self._open: dict[Member, ChildStart] = {}
-        self._dead: set[Member] = set()
-        self._last_token: int | None = None
-        self.violations: list[str] = []
-
-    def child_started(self, start: ChildStart) -> None:
-        for other, term in list(self._open.items()):
-            if other is start.member:
-                continue
-            if other in self._dead and (other.child_pgid is None or not self._group_alive(other.child_pgid)):
-                del self._open[other]
-                continue
-            self.violations.append(
-                f"{start.member.id} started its command (token {_token_text(start.token)}) while "
-                f"{other.id}'s (token {_token_text(term.token)}) was still running"
-            )
-        if start.token is not None:
-            if self._last_token is not None and start.token <= self._last_token:
-                self.violations.append(
-                    f"{start.member.id} started its command with token {start.token}, "
-                    f"not above the previous {self._last_token}"
-                )
-            self._last_token = start.token
-        self._open[start.member] = start
-
-    def term_ended(self, member: Member) -> None:
-        self._open.pop(member, None)
-
-    def process_ended(self, member: Member) -> None:
-        self._dead.add(member)
-
-
 class Cluster:
     """The demo's picture of the election: its members, the queue in ZooKeeper, the failovers."""
 
-    def __init__(self, safety: SafetyCheck | None = None) -> None:
+    def __init__(self, safety: SafetyCheck[Member] | None = None) -> None:
         self.members: list[Member] = []
         self.queue: list[Participant] = []
         self.child_starts: list[ChildStart] = []
         self.failovers: list[Failover] = []
-        self.safety = safety if safety is not None else SafetyCheck()
+        self.safety: SafetyCheck[Member] = safety if safety is not None else SafetyCheck()
         self.unexpected_exits: list[str] = []
 
     def add(self, participant_id: str, pid: int) -> Member:
@@ -370,20 +286,20 @@ class Cluster:
         self.members.append(member)
         return member
 
-    def record(self, member: Member, record: LogRecord) -> None:
+    def record(self, member: Member, event: DaemonEvent) -> None:
         """Apply one of ``member``'s log lines; every line carries the daemon's current view."""
-        if record.state is not None:
-            member.state = record.state
-        member.node = record.node
-        member.token = record.token
-        if record.event == "child_started":
-            member.child_pgid = record.pgid
-            start = ChildStart(member, record.token, record.monotonic_s)
+        if event.state is not None:
+            member.state = event.state
+        member.node = event.node
+        member.token = event.token
+        if event.name == "child_started":
+            member.child_pgid = event.pgid
+            start = ChildStart(member, event.token, event.at_s)
             self.child_starts.append(start)
-            self.safety.child_started(start)
-        elif record.event in ("revoked", "child_exited"):
+            self.safety.child_started(member, member.id, event.token, event.pgid)
+        elif event.name in ("revoked", "child_exited"):
             self.safety.term_ended(member)
-            if record.event == "child_exited":
+            if event.name == "child_exited":
                 member.child_pgid = None
 
     def output(self, member: Member, line: str) -> None:
@@ -693,38 +609,19 @@ class Fleet:
 
     def __init__(self, hosts: str, session_timeout_s: float, cluster: Cluster) -> None:
         self._cluster = cluster
-        # The kernel SIGKILLs each daemon if the demo dies first (and its lifeline, its command).
-        pdeathsig = ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ()
-        self._argv_head = (
-            *pdeathsig,
-            sys.executable,
-            "-m",
-            "election_daemon",
-            "--hosts",
+        self._args = daemon_args(
             hosts,
-            "--path",
             ELECTION_PATH,
-            "--session-timeout",
-            f"{session_timeout_s:g}",
-            "--log-format",
-            "json",
+            session_timeout_s=session_timeout_s,
+            options=("--log-format", "json"),
         )
-        self._env = _daemon_environment()
+        self._env = daemon_environment({"PYTHONUNBUFFERED": "1"})
         self._daemons: list[_Daemon] = []
 
     async def start(self, participant_id: str) -> Member:
-        process = await asyncio.create_subprocess_exec(
-            *self._argv_head,
-            "--id",
-            participant_id,
-            "--",
-            *_LEADER_COMMAND,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self._env,
-            start_new_session=True,
-            limit=_LINE_LIMIT_BYTES,
+        # Dies with the demo (the kernel SIGKILLs it; its lifeline then kills its command).
+        process = await start_daemon(
+            [*self._args, "--id", participant_id, "--", *_LEADER_COMMAND], env=self._env
         )
         member = self._cluster.add(participant_id, process.pid)
         stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
@@ -741,11 +638,11 @@ class Fleet:
         """Stop (SIGTERM) or kill (SIGKILL to its process group) ``member``; returns the fault's time."""
         member.fault = kind
         at = time.monotonic()
-        with contextlib.suppress(ProcessLookupError):
-            if kind is FaultKind.TERM:
+        if kind is FaultKind.KILL:
+            signal_group(member.pid, signal.SIGKILL)
+        else:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(member.pid, signal.SIGTERM)
-            else:
-                os.killpg(member.pid, signal.SIGKILL)
         return at
 
     async def stop(self) -> None:
@@ -760,8 +657,7 @@ class Fleet:
             await _wait_all(batch, _STOP_GRACE_S)
         for daemon in self._daemons:
             if daemon.member.alive:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(daemon.member.pid, signal.SIGKILL)
+                signal_group(daemon.member.pid, signal.SIGKILL)
         await _wait_all(self._daemons, _EXIT_DEADLINE_S)
         tasks = [task for d in self._daemons for task in (*d.readers, d.watcher)]
         for task in tasks:
@@ -774,16 +670,16 @@ class Fleet:
                 yield daemon.member, list(daemon.stderr_tail)
 
     async def _read_stdout(self, member: Member, stream: asyncio.StreamReader) -> None:
-        async for line in _lines(stream):
-            record = parse_line(line, time.monotonic())
-            if record is not None:
-                self._cluster.record(member, record)
+        async for line in read_lines(stream):
+            event = parse_event(line, time.monotonic())
+            if event is not None:
+                self._cluster.record(member, event)
             elif line:
                 self._cluster.output(member, line)
 
     @staticmethod
     async def _read_stderr(tail: deque[str], stream: asyncio.StreamReader) -> None:
-        async for line in _lines(stream):
+        async for line in read_lines(stream):
             tail.append(line)
 
     async def _watch(
@@ -796,30 +692,10 @@ class Fleet:
         self._cluster.process_ended(member, returncode)
 
 
-async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
-    while True:
-        try:
-            raw = await stream.readline()
-        except ValueError:
-            continue  # a line over the limit: dropped, the reader resynchronises at its end
-        if not raw:
-            return
-        yield raw.decode("utf-8", "replace").rstrip("\r\n")
-
-
 async def _wait_all(daemons: Sequence[_Daemon], timeout_s: float) -> None:
     watchers = [d.watcher for d in daemons if not d.watcher.done()]
     if watchers:
         await asyncio.wait(watchers, timeout=timeout_s)
-
-
-def _daemon_environment() -> dict[str, str]:
-    # The demo's own ELECTION_DAEMON_* settings must not leak into its daemons' configuration.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_DAEMON_")}
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 class QueueObserver:

@@ -22,9 +22,11 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from election_daemon import _processes
+from election_daemon._processes import parent_death_prefix
 from election_daemon.daemon.eventlog import EventLog
 from election_daemon.daemon.lifeline import Lifeline, set_parent_death_signal
 from election_daemon.errors import ChildError, ConfigError
@@ -130,7 +132,8 @@ class ChildSupervisor:
         self._lifeline = lifeline
         self._environment = None if environment is None else dict(environment)
         self._executable = self.check_command()
-        self._setpriv_prefix = _setpriv_prefix()
+        # None: no usable setpriv, so a preexec_fn arms the parent-death signal instead.
+        self._setpriv_prefix = parent_death_prefix() or None
         self._child: _Child | None = None
 
     def check_command(self) -> str:
@@ -203,7 +206,7 @@ class ChildSupervisor:
                 env={**base, **env},
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                # Only without setpriv: see _setpriv_prefix for why it is avoided.
+                # Only without setpriv: see parent_death_prefix for why it is avoided.
                 preexec_fn=None if prefix else functools.partial(_die_with_parent, os.getpid()),  # noqa: PLW1509
             )
         except OSError as exc:
@@ -363,76 +366,18 @@ class ChildSupervisor:
 
 
 def process_group_alive(pgid: int) -> bool:
-    """Whether process group ``pgid`` has a member that is not a zombie.
-
-    ``killpg(pgid, 0)`` alone also counts zombies, which are dead already and which an init
-    that does not reap orphans (some containers' PID 1) keeps in the group for ever; so when it
-    finds members, /proc tells whether any of them is alive. If /proc cannot be read (out of
-    file descriptors), the members count as alive: a group is never declared gone unseen.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # a member we may not signal (another user's) exists
-    try:
-        return any(pgrp == pgid and state != b"Z" for pgrp, state in _process_groups_and_states())
-    except OSError:
-        return True
+    """Whether process group ``pgid`` has a member that is not a zombie (see
+    :func:`election_daemon._processes.process_group_alive`: never declared gone unseen)."""
+    return _processes.process_group_alive(pgid, members=_process_groups_and_states)
 
 
-def _process_groups_and_states() -> Iterator[tuple[int, bytes]]:
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat_file:
-                    stat = stat_file.read()
-            except (FileNotFoundError, ProcessLookupError):
-                continue  # exited since the listing
-            # The command name (field 2) may contain spaces and parentheses; the fields after its
-            # closing parenthesis are fixed: state, ppid, pgrp, ...
-            state, _ppid, pgrp = stat[stat.rindex(b")") + 2 :].split(maxsplit=3)[:3]
-            yield int(pgrp), state
+_process_groups_and_states = _processes.process_groups_and_states
 
 
 def _kill_unwatched(popen: subprocess.Popen[bytes]) -> None:
     """Kill a child we cannot supervise, with its group, before it can do any work."""
     os.killpg(popen.pid, signal.SIGKILL)
     popen.wait()
-
-
-@functools.cache
-def _setpriv_prefix() -> tuple[str, ...] | None:
-    """The argv prefix that gives the child PR_SET_PDEATHSIG=SIGKILL, or None to use a preexec_fn.
-
-    Preferred: exec through util-linux ``setpriv --pdeathsig KILL`` (2.33 or later), which sets
-    it and execs the command; it survives exec. CPython then keeps its vfork fast path, and no
-    Python code runs between fork and exec, which is unsafe once threads exist (asyncio's
-    executor and child-watcher threads) and forces a full fork() whose cost grows with the heap.
-    Measured on a 2-core VM, call to exec: 0.2 ms plus 0.9 ms for setpriv's own exec, against
-    1.8 ms with a preexec_fn and a small heap, 7.5 ms with a 200 MB one.
-
-    Without a usable setpriv on PATH, :func:`_die_with_parent` runs as a preexec_fn instead.
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    prefix = (setpriv, "--pdeathsig", "KILL", "--")
-    try:
-        probe = subprocess.run(
-            [*prefix, setpriv, "--version"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return prefix if probe.returncode == 0 else None
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -1,28 +1,71 @@
 """Child processes that never outlive the Python process that started them.
 
-Two guards: an exit hook kills every child still alive, and on Linux the kernel sends the
-child SIGKILL if its parent dies first (``setpriv --pdeathsig``), which also covers a test run
-that is itself killed with SIGKILL. The kernel delivers that signal when the *thread* that
-forked the child ends, so children are forked from one long-lived daemon thread rather than
-from whichever thread (say an ``asyncio.to_thread`` worker) asked for them.
+Every child runs in a session (and process group) of its own, so that a terminal's Ctrl-C
+reaches only its parent and one signal reaches all it started, and on Linux the kernel sends it
+SIGKILL if its parent dies first (:func:`~election_daemon.daemon.lifeline.parent_death_prefix`),
+which also covers a parent that is itself killed with SIGKILL. The kernel delivers that signal
+when the *thread* that forked the child ends: :func:`start_process` forks from the calling
+thread (an event loop's, which lives as long as the program), and :func:`spawn` from one
+long-lived daemon thread rather than from whichever thread (say an ``asyncio.to_thread``
+worker) asked; an exit hook also kills every child :func:`spawn` started that is still alive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
+import os
 import queue
-import shutil
+import signal
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from typing import IO
 
-__all__ = ["forget", "spawn"]
+from election_daemon._processes import parent_death_prefix
 
-_PDEATHSIG_PREFIX: tuple[str, ...] = (
-    ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") is not None else ()
-)
+__all__ = ["forget", "signal_group", "spawn", "start_process"]
+
+_LINE_LIMIT_BYTES = 1 << 20
+"""How long a line of a child's piped output may be (asyncio's default is 64 KiB)."""
+
+
+async def start_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdout: int | IO[bytes] | None = asyncio.subprocess.PIPE,
+    stderr: int | IO[bytes] | None = asyncio.subprocess.PIPE,
+    limit: int = _LINE_LIMIT_BYTES,
+) -> asyncio.subprocess.Process:
+    """Start ``argv`` in a session of its own, SIGKILLed by the kernel if this process dies first.
+
+    stdin is ``/dev/null``; ``stdout`` and ``stderr`` are pipes unless given. The prefix execs
+    the command, so the pid (and process group) is the command's. Call it from the event loop's
+    thread (see the module's docstring).
+    """
+    return await asyncio.create_subprocess_exec(
+        *parent_death_prefix(),
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        env=None if env is None else dict(env),
+        start_new_session=True,
+        limit=limit,
+    )
+
+
+def signal_group(pgid: int, signum: signal.Signals) -> bool:
+    """Send ``signum`` to process group ``pgid``; False if the group is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+        return True
+    return False
+
 
 _children: set[subprocess.Popen[bytes]] = set()
 _children_lock = threading.Lock()
@@ -39,7 +82,7 @@ def spawn(argv: Sequence[str], *, cwd: Path, output_path: Path) -> subprocess.Po
     def start() -> subprocess.Popen[bytes]:
         with output_path.open("ab") as output:
             return subprocess.Popen(
-                [*_PDEATHSIG_PREFIX, *argv],
+                [*parent_death_prefix(), *argv],
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=output,

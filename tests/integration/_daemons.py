@@ -10,15 +10,17 @@
         a.terminate()
         assert a.wait() == 0
 
-Each daemon runs in a process group of its own, with this repository first on ``PYTHONPATH``
-and none of the test runner's ``ELECTION_*`` (daemon settings, a term's variables) or systemd
-variables. A thread reads its stdout: every line is kept, and lines that are JSON objects with
-an ``event`` key are also parsed into :class:`LogEvent` (the leader-only command shares that
-stdout, so other lines are its output). :meth:`Daemons.close` SIGKILLs every daemon still
+Each daemon runs in a process group of its own, with the environment of
+:func:`election_daemon.testing.daemon_environment`: this repository first on ``PYTHONPATH`` and
+none of the test runner's ``ELECTION_*`` (daemon settings, a term's variables) or systemd
+variables. A thread reads its stdout: every line is kept, and log lines are also parsed into
+:class:`LogEvent` (:func:`election_daemon.testing.parse_event`; the leader-only command shares
+that stdout, so other lines are its output). :meth:`Daemons.close` SIGKILLs every daemon still
 running and every process group its log says it started (children, hooks), whatever state the
 test left them in.
 
-Only the standard library: :mod:`_leader_child` imports this module and should start fast.
+Beside the standard library only :mod:`election_daemon.testing`: :mod:`_leader_child` imports
+this module and should start fast.
 """
 
 from __future__ import annotations
@@ -33,13 +35,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
-from election_daemon.daemon.supervisor import process_group_alive
+from election_daemon.testing import (
+    DaemonEvent,
+    daemon_args,
+    daemon_argv,
+    daemon_environment,
+    parse_event,
+    process_alive,
+    process_group_alive,
+    signal_group,
+)
 
 __all__ = [
     "REPO_ROOT",
@@ -61,10 +72,6 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _LEADER_CHILD = Path(__file__).with_name("_leader_child.py")
-# Variables of the runner's own environment that would configure the daemon behind the test's back:
-# ELECTION_DAEMON_* settings, and ELECTION_* if the runner is itself some daemon's leader-only command.
-_FOREIGN_PREFIX = "ELECTION_"
-_FOREIGN_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 _POLL_S = 0.01
 _TAIL_LINES = 40
 _JOIN_S = 5.0
@@ -85,59 +92,7 @@ def wait_until(predicate: Callable[[], bool], *, timeout_s: float, what: str) ->
         time.sleep(_POLL_S)
 
 
-def _process_states() -> Iterator[tuple[int, int, bytes]]:
-    """(pid, process group, state letter) of every process, from /proc."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue  # exited since the listing
-        # The command name may hold spaces and parentheses; the fields after its last ")" are fixed.
-        state, _ppid, pgrp = stat[stat.rindex(b")") + 2 :].split(maxsplit=3)[:3]
-        yield int(entry.name), int(pgrp), state
-
-
 group_alive = process_group_alive
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    return any(p == pid and state != b"Z" for p, _pgrp, state in _process_states())
-
-
-def daemon_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The runner's environment without its daemon or systemd settings, this repository first on
-    ``PYTHONPATH``, then ``env``."""
-    clean = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(_FOREIGN_PREFIX) and name not in _FOREIGN_VARIABLES
-    }
-    python_path = [str(REPO_ROOT), *filter(None, [clean.get("PYTHONPATH")])]
-    clean["PYTHONPATH"] = os.pathsep.join(python_path)
-    return {**clean, **(env or {})}
-
-
-def daemon_args(
-    hosts: str,
-    path: str,
-    *,
-    identity: str | None = None,
-    session_timeout_s: float = 2.0,
-    options: Sequence[str] = (),
-    command: Sequence[str] = (),
-) -> list[str]:
-    """The daemon's arguments: ``--hosts --path --session-timeout [--id] OPTIONS [-- COMMAND]``."""
-    args = ["--hosts", hosts, "--path", path, "--session-timeout", f"{session_timeout_s:g}"]
-    if identity is not None:
-        args += ["--id", identity]
-    args += options
-    if command:
-        args += ["--", *command]
-    return args
 
 
 def run_daemon(
@@ -145,7 +100,7 @@ def run_daemon(
 ) -> subprocess.CompletedProcess[str]:
     """Run the daemon to completion (for runs that end by themselves: bad input, ``--help``)."""
     return subprocess.run(
-        [sys.executable, "-m", "election_daemon", *args],
+        daemon_argv(args),
         env=daemon_environment(env),
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -156,26 +111,8 @@ def run_daemon(
     )
 
 
-class LogEvent(dict[str, Any]):
-    """One JSON log line of a daemon, with the ``time.monotonic()`` at which the test read it."""
-
-    def __init__(self, fields: Mapping[str, Any], received_s: float) -> None:
-        super().__init__(fields)
-        self.received_s = received_s
-
-    @property
-    def name(self) -> str:
-        return str(self["event"])
-
-
-def _parse_event(line: str, received_s: float) -> LogEvent | None:
-    if not line.startswith("{"):
-        return None
-    try:
-        fields = json.loads(line)
-    except ValueError:
-        return None
-    return LogEvent(fields, received_s) if isinstance(fields, dict) and "event" in fields else None
+LogEvent = DaemonEvent
+"""One JSON log line of a daemon, with the ``time.monotonic()`` at which the test read it."""
 
 
 class DaemonProcess:
@@ -205,7 +142,7 @@ class DaemonProcess:
         self._changed = threading.Condition()
         self.started_s = time.monotonic()
         self.process = subprocess.Popen(
-            [*exec_prefix, sys.executable, "-m", "election_daemon", *self.args],
+            [*exec_prefix, *daemon_argv(self.args)],
             env=daemon_environment(env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -228,7 +165,7 @@ class DaemonProcess:
         assert self.process.stdout is not None
         for raw in self.process.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            event = _parse_event(line, time.monotonic())
+            event = parse_event(line, time.monotonic())
             with self._changed:
                 self._lines.append(line)
                 if event is not None:
@@ -344,8 +281,7 @@ class DaemonProcess:
 
     def kill_group(self, signum: int = signal.SIGKILL) -> None:
         """Signal the daemon's whole process group."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, signum)
+        signal_group(self.pgid, signal.Signals(signum))
 
     def wait(self, timeout_s: float = 10.0) -> int:
         """Wait for the daemon to exit; its exit code (``-N`` for signal N)."""
@@ -371,8 +307,7 @@ class DaemonProcess:
                 self.process.wait(_JOIN_S)
         for pgid in self.started_groups():
             if group_alive(pgid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGKILL)
+                signal_group(pgid, signal.SIGKILL)
         for reader in self._readers:
             reader.join(_JOIN_S)
         for stream in (self.process.stdout, self.process.stderr):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from election_daemon.testing import process_alive
+
 ROOT = Path(__file__).resolve().parents[2]
 SESSION_TIMEOUT_S = 2.0
 FAILOVER_DEADLINE_S = 5.0 + 3.0 * SESSION_TIMEOUT_S  # the demo's own deadline for this timeout
@@ -55,10 +57,9 @@ def processes_mentioning(text: str) -> list[str]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if text in cmdline and state != "Z":
+        if text in cmdline and process_alive(int(entry.name)):
             found.append(f"{entry.name}: {cmdline}")
     return found
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
+
+from election_daemon.testing import process_alive
 
 SOON_S = 15.0
 """How long a process event may take on a loaded machine before a test fails."""
@@ -15,11 +16,7 @@ SOON_S = 15.0
 
 def dead(pid: int) -> bool:
     """Gone, or a zombie: this machine's PID 1 may never reap orphans."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):  # ESRCH: reaped while being read
-        return True
-    return stat[stat.rindex(b")") + 2 :].split()[0] == b"Z"
+    return not process_alive(pid)
 
 
 async def until(condition: Callable[[], bool], what: str, timeout_s: float = SOON_S) -> None:

@@ -19,14 +19,12 @@ from election_daemon.cli.demo import (
     LiveView,
     Member,
     PlainView,
-    SafetyCheck,
     Summary,
     fault_plan,
-    parse_line,
 )
-from election_daemon.daemon.supervisor import process_group_alive
 from election_daemon.errors import ConfigError
 from election_daemon.library.candidacy import Participant
+from election_daemon.testing import SafetyCheck, parse_event, process_alive, process_group_alive, process_stat
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -58,7 +56,7 @@ def node(sequence: int) -> str:
 def feed(cluster: Cluster, member_id: str, pid: int, *lines: str, at: float = 0.0) -> Member:
     member = next((m for m in cluster.members if m.pid == pid), None) or cluster.add(member_id, pid)
     for text in lines:
-        record = parse_line(text, at)
+        record = parse_event(text, at)
         if record is None:
             cluster.output(member, text)
         else:
@@ -92,24 +90,24 @@ def always_alive(_pgid: int) -> bool:
 
 
 def test_parse_line_reads_log_records_and_leaves_the_commands_output() -> None:
-    record = parse_line(line("elected", state="leading", node=node(3), token=42, monotonic_s=12.5), 99.0)
+    record = parse_event(line("elected", state="leading", node=node(3), token=42, monotonic_s=12.5), 99.0)
     assert record is not None
-    assert (record.event, record.state, record.node, record.token, record.monotonic_s) == (
+    assert (record.name, record.state, record.node, record.token, record.at_s) == (
         "elected",
         "leading",
         node(3),
         42,
         12.5,
     )
-    assert parse_line("alpha leads, token 42: line 1", 1.0) is None
-    assert parse_line('{"no": "event key"}', 1.0) is None
-    assert parse_line("{not json", 1.0) is None
+    assert parse_event("alpha leads, token 42: line 1", 1.0) is None
+    assert parse_event('{"no": "event key"}', 1.0) is None
+    assert parse_event("{not json", 1.0) is None
 
 
 def test_parse_line_falls_back_to_the_time_it_was_read() -> None:
-    record = parse_line(line("child_started", pid=7, pgid=7, token=True), 5.0)
+    record = parse_event(line("child_started", pid=7, pgid=7, token=True), 5.0)
     assert record is not None
-    assert record.monotonic_s == 5.0
+    assert record.at_s == 5.0 and not record.has_own_time
     assert record.pgid == 7
     assert record.token is None  # a boolean is not a token
 
@@ -240,6 +238,14 @@ def test_a_token_that_does_not_grow_is_a_violation() -> None:
 def test_process_group_alive_sees_our_own_group() -> None:
     assert process_group_alive(os.getpgid(0))
     assert not process_group_alive(2**22 + 12345)  # above any pid Linux hands out by default
+
+
+def test_process_stat_reads_our_own_process() -> None:
+    stat = process_stat(os.getpid())
+    assert stat is not None
+    assert (stat.pid, stat.ppid, stat.pgrp, stat.alive) == (os.getpid(), os.getppid(), os.getpgid(0), True)
+    assert process_alive(os.getpid())
+    assert process_stat(2**22 + 12345) is None and not process_alive(2**22 + 12345)
 
 
 # -- configuration and plan ------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -23,12 +22,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from election_daemon.cli.verify._history import Recorder, daemon_record, wall_seconds
-from election_daemon.cli.verify._procs import PDEATHSIG_PREFIX, signal_group
 from election_daemon.daemon.supervisor import process_group_alive
-from election_daemon.testing import TcpProxy
+from election_daemon.testing import (
+    DaemonEvent,
+    TcpProxy,
+    daemon_args,
+    parse_event,
+    signal_group,
+    start_daemon,
+)
 
 __all__ = ["Fleet", "Participant"]
 
@@ -38,7 +42,6 @@ _REAP_HANDOVER_S = 0.05
 # How long a dead daemon's command may outlive it before we kill it ourselves.
 _ORPHAN_DEADLINE_S = 5.0
 _EXIT_WAIT_S = 10.0
-_LINE_LIMIT_BYTES = 1 << 20
 
 
 @dataclass(slots=True)
@@ -145,39 +148,16 @@ class Fleet:
             "--interval",
             f"{self._write_interval_s:g}",
         ]
-        argv = [
-            *PDEATHSIG_PREFIX,
-            sys.executable,
-            "-m",
-            "election_daemon",
-            "--hosts",
+        args = daemon_args(
             hosts,
-            "--path",
             self.path,
-            "--session-timeout",
-            f"{self.session_timeout_s:g}",
-            "--id",
-            participant.name,
-            "--on-child-exit",
-            "rejoin",
-            "--log-format",
-            "json",
-            "--",
-            *command,
-        ]
-        stderr = (self._log_dir / f"{participant.name}.stderr").open("ab")
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-                env=self._environ,
-                start_new_session=True,
-                limit=_LINE_LIMIT_BYTES,
-            )
-        finally:
-            stderr.close()
+            identity=participant.name,
+            session_timeout_s=self.session_timeout_s,
+            options=("--on-child-exit", "rejoin", "--log-format", "json"),
+            command=command,
+        )
+        with (self._log_dir / f"{participant.name}.stderr").open("ab") as stderr:
+            process = await start_daemon(args, env=self._environ, stderr=stderr)
         participant.process = process
         participant.state = participant.node = None
         participant.token = participant.session_id = participant.child_pgid = None
@@ -303,11 +283,8 @@ class Fleet:
         )
 
     def _take(self, participant: Participant, daemon_pid: int, line: bytes) -> None:
-        try:
-            fields = json.loads(line)
-        except ValueError:
-            return
-        if not isinstance(fields, dict) or not isinstance(fields.get("event"), str):
+        fields = parse_event(line, time.monotonic())
+        if fields is None:
             return
         if fields.get("source") == "workload":
             t = fields.get("monotonic_s")
@@ -331,7 +308,7 @@ class Fleet:
         self._update(participant, fields)
 
     @staticmethod
-    def _update(participant: Participant, fields: Mapping[str, Any]) -> None:
+    def _update(participant: Participant, fields: DaemonEvent) -> None:
         event = fields["event"]
         if isinstance(fields.get("state"), str):
             participant.state = fields["state"]

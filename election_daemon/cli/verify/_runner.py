@@ -30,12 +30,11 @@ from election_daemon.cli.verify._fleet import Fleet
 from election_daemon.cli.verify._history import History, Recorder
 from election_daemon.cli.verify._nemesis import Nemesis, World
 from election_daemon.cli.verify._options import VerifyOptions
-from election_daemon.cli.verify._procs import PDEATHSIG_PREFIX, child_environment, signal_group
 from election_daemon.cli.verify._register import history_records
 from election_daemon.errors import ConnectTimeoutError, NoNodeError, ZooKeeperError
 from election_daemon.library._zk import ZooKeeper
 from election_daemon.library.limits import format_servers, parse_hosts
-from election_daemon.testing import ZooKeeperEnsemble
+from election_daemon.testing import ZooKeeperEnsemble, daemon_environment, signal_group, start_process
 
 __all__ = ["RunResult", "run"]
 
@@ -106,7 +105,7 @@ async def run(options: VerifyOptions, environ: Mapping[str, str], out: TextIO) -
                 register_socket=socket_path,
                 write_interval_s=_WRITE_INTERVAL_S,
                 log_dir=options.report_dir,
-                environ=child_environment(environ),
+                environ=daemon_environment(environ=environ),
             )
             stack.push_async_callback(fleet.close)
             started = time.monotonic()
@@ -224,20 +223,19 @@ async def _start_register(
     db: Path, socket_path: Path, environ: Mapping[str, str], log_dir: Path
 ) -> asyncio.subprocess.Process:
     with (log_dir / "register.stderr").open("ab") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            *PDEATHSIG_PREFIX,
-            sys.executable,
-            "-m",
-            "election_daemon.cli.verify._register",
-            "--db",
-            str(db),
-            "--socket",
-            str(socket_path),
-            stdin=asyncio.subprocess.DEVNULL,
+        process = await start_process(
+            [
+                sys.executable,
+                "-m",
+                "election_daemon.cli.verify._register",
+                "--db",
+                str(db),
+                "--socket",
+                str(socket_path),
+            ],
+            env=daemon_environment(environ=environ),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
-            env=child_environment(environ),
-            start_new_session=True,
         )
     deadline = time.monotonic() + _REGISTER_START_S
     while True:
