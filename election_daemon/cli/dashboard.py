@@ -21,7 +21,6 @@ leader changes the dashboard saw, newest first (``LeaderChange.as_dict()``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import importlib.resources
@@ -33,8 +32,13 @@ from typing import Any
 
 from aiohttp import web
 
-from election_daemon.cli import PROG
-from election_daemon.cli.observe import ObserveOptions, run_observer_command, until_interrupted
+from election_daemon.cli.observe import (
+    ObserveOptions,
+    observer_command,
+    run_observer_command,
+    until_interrupted,
+)
+from election_daemon.cli.options import PROG, Settings
 from election_daemon.daemon import jsonout
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.daemon.httpguard import HEADER_TIMEOUT_S, MAX_CONNECTIONS, GuardedRunner, bind_error
@@ -240,28 +244,21 @@ _DESCRIPTION = (
 )
 
 
+_COMMAND = observer_command(
+    "dashboard",
+    _DESCRIPTION,
+    ["listen", "allow-host"],
+    help={
+        "listen": f"address to serve on; port 0 picks a free one (default {_DEFAULT_LISTEN})",
+        "allow-host": "a name the page may be reached by (repeatable); IP addresses, localhost and "
+        "the --listen host always work, other Host headers get 403 (against DNS rebinding)",
+    },
+)
+
+
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """``election-daemon dashboard``: serve the page until SIGINT or SIGTERM."""
-    return run_observer_command(
-        "dashboard", _DESCRIPTION, argv, environ, add_arguments=_arguments, run=_serve
-    )
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--listen",
-        metavar="HOST:PORT",
-        default=_DEFAULT_LISTEN,
-        help=f"address to serve on; port 0 picks a free one (default {_DEFAULT_LISTEN})",
-    )
-    parser.add_argument(
-        "--allow-host",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="a name the page may be reached by (repeatable); IP addresses, localhost and the "
-        "--listen host always work, other Host headers get 403 (against DNS rebinding)",
-    )
+    return run_observer_command(_COMMAND, argv, environ, run=_serve)
 
 
 def _parse_listen(text: str) -> tuple[str, int]:
@@ -300,9 +297,9 @@ def _parse_allowed_hosts(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-async def _serve(options: ObserveOptions, args: argparse.Namespace) -> int:
-    host, port = _parse_listen(args.listen)
-    allowed = _parse_allowed_hosts(args.allow_host)
+async def _serve(options: ObserveOptions, settings: Settings) -> int:
+    host, port = _parse_listen(settings.get("listen", _DEFAULT_LISTEN))
+    allowed = _parse_allowed_hosts(settings.get("allow_host", ()))
     await until_interrupted(_serve_until_cancelled(options, host, port, allowed))
     return ExitCode.OK
 

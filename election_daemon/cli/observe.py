@@ -8,39 +8,40 @@ overrides) and cut to a width; JSON output escapes everything outside ASCII.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import contextlib
-import math
-import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from election_daemon.cli import PROG, error
+from election_daemon.cli.options import PROG, Command, Settings, guarded, load
 from election_daemon.daemon import jsonout
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.daemon.logs import SCHEMA_KEYS
-from election_daemon.errors import ConfigError, ConnectTimeoutError, ZooKeeperError
 from election_daemon.library.candidacy import Participant
-from election_daemon.library.limits import parse_hosts, validate_election_path
+from election_daemon.library.limits import (
+    CONNECT_TIMEOUT_RANGE_S,
+    SESSION_TIMEOUT_RANGE_S,
+    check_seconds,
+    parse_hosts,
+    validate_election_path,
+)
 from election_daemon.library.observer import LeaderChange, Observer, Snapshot
 
 __all__ = [
     "ObserveOptions",
-    "build_parser",
     "change_record",
     "initial_record",
-    "load_options",
+    "observer_command",
     "run_observer_command",
     "status_main",
     "terminal_text",
@@ -48,9 +49,6 @@ __all__ = [
     "watch_main",
 ]
 
-_ENV_PREFIX = "ELECTION_DAEMON_"
-_SESSION_TIMEOUT_RANGE_S = (0.1, 3600.0)
-_CONNECT_TIMEOUT_RANGE_S = (0.1, 86400.0)
 # The daemon's codes, as they apply to a command that only reads.
 _EXIT_CODES = {
     ExitCode.OK: "done, or interrupted by SIGINT or SIGTERM",
@@ -58,6 +56,12 @@ _EXIT_CODES = {
     ExitCode.USAGE: "bad command line or environment",
     ExitCode.ZK_UNREACHABLE: "no ZooKeeper server answered within --connect-timeout",
     ExitCode.ZK_REFUSED: "ZooKeeper refused a request, such as reading the path without permission",
+}
+_OBSERVE_OPTIONS = ("hosts", "path", "session-timeout", "connect-timeout")
+_OBSERVE_HELP = {
+    "hosts": "ZooKeeper connect string host:port[,...][/chroot]",
+    "path": "the election path",
+    "session-timeout": "session timeout for this observer's session (default 10)",
 }
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _ID_WIDTH = 48
@@ -81,127 +85,59 @@ class ObserveOptions:
             connect_timeout_s=self.connect_timeout_s,
         )
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ObserveOptions:
+        """The shared options, checked by the library's rules; ConfigError names the flag."""
+        with settings.blame():
+            hosts: str = settings.get("hosts")
+            parse_hosts(hosts, "--hosts")
+            return cls(
+                hosts,
+                validate_election_path(settings.get("path"), "--path"),
+                check_seconds(
+                    "--session-timeout", settings.get("session_timeout_s", 10.0), SESSION_TIMEOUT_RANGE_S
+                ),
+                check_seconds(
+                    "--connect-timeout", settings.get("connect_timeout_s", 30.0), CONNECT_TIMEOUT_RANGE_S
+                ),
+            )
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """Parse errors raise ConfigError (one line, exit code 2) instead of printing usage."""
 
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError("command line", message)
-
-
-def build_parser(command: str, description: str) -> argparse.ArgumentParser:
-    """A parser for ``election-daemon COMMAND`` with the shared options; add the command's own."""
-    parser = _ArgumentParser(
-        prog=f"{PROG} {command}",
+def observer_command(
+    name: str,
+    description: str,
+    options: Sequence[str] = (),
+    *,
+    help: Mapping[str, str] | None = None,
+    exit_codes: Mapping[ExitCode, str] | None = None,
+) -> Command:
+    """``election-daemon NAME``: the shared options (flags and environment), then ``options``."""
+    meanings = {**_EXIT_CODES, **(exit_codes or {})}
+    return Command(
+        prog=f"{PROG} {name}",
         description=description,
-        epilog="\n".join(
-            [
-                "environment:",
-                "  ELECTION_DAEMON_HOSTS, ELECTION_DAEMON_PATH, ELECTION_DAEMON_SESSION_TIMEOUT and",
-                "  ELECTION_DAEMON_CONNECT_TIMEOUT stand in for the options; the options win.",
-                "",
-                "exit codes:",
-                *(f"  {code.value}  {meaning}" for code, meaning in _EXIT_CODES.items()),
-            ]
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-        exit_on_error=False,
+        options=(*_OBSERVE_OPTIONS, *options),
+        help={**_OBSERVE_HELP, **(help or {})},
+        required=("hosts", "path"),
+        exit_codes=tuple(meanings),
+        exit_meanings=meanings,
     )
-    parser.add_argument("--hosts", metavar="HOSTS", help="ZooKeeper connect string host:port[,...][/chroot]")
-    parser.add_argument("--path", metavar="PATH", help="the election path")
-    parser.add_argument(
-        "--session-timeout",
-        metavar="SECONDS",
-        help="session timeout for this observer's session (default 10)",
-    )
-    parser.add_argument(
-        "--connect-timeout",
-        metavar="SECONDS",
-        help="exit with code 3 if no ZooKeeper server answers within this (default 30)",
-    )
-    return parser
-
-
-def load_options(
-    parser: argparse.ArgumentParser, argv: Sequence[str], environ: Mapping[str, str]
-) -> tuple[ObserveOptions, argparse.Namespace]:
-    """Parse ``argv`` with environment fallbacks; raise ConfigError naming the flag."""
-    try:
-        args = parser.parse_args(list(argv))
-    except argparse.ArgumentError as e:
-        raise ConfigError((e.argument_name or "command line").partition("/")[0], e.message) from None
-
-    def setting(flag: str) -> tuple[str | None, str]:
-        value = getattr(args, flag.replace("-", "_"))
-        if value is not None:
-            return value, f"--{flag}"
-        variable = _ENV_PREFIX + flag.upper().replace("-", "_")
-        # An empty variable means unset, as for the daemon.
-        return environ.get(variable) or None, variable
-
-    hosts, hosts_origin = setting("hosts")
-    path, path_origin = setting("path")
-    for value, flag, origin in ((hosts, "--hosts", hosts_origin), (path, "--path", path_origin)):
-        if value is None:
-            raise ConfigError(flag, f"is required: give {flag} or set {origin}")
-    assert hosts is not None and path is not None
-    parse_hosts(hosts, hosts_origin)
-    validate_election_path(path, path_origin)
-    session_timeout_s = _seconds(*setting("session-timeout"), default=10.0, bounds=_SESSION_TIMEOUT_RANGE_S)
-    connect_timeout_s = _seconds(*setting("connect-timeout"), default=30.0, bounds=_CONNECT_TIMEOUT_RANGE_S)
-    return ObserveOptions(hosts, path, session_timeout_s, connect_timeout_s), args
-
-
-def _seconds(text: str | None, origin: str, *, default: float, bounds: tuple[float, float]) -> float:
-    if text is None:
-        return default
-    low, high = bounds
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(origin, f"must be a number of seconds, got {terminal_text(text, 40)!r}") from None
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ConfigError(origin, f"must be between {low:g} and {high:g} seconds, got {text}")
-    return value
 
 
 def run_observer_command(
-    command: str,
-    description: str,
+    command: Command,
     argv: Sequence[str],
     environ: Mapping[str, str],
     *,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    run: Callable[[ObserveOptions, argparse.Namespace], Coroutine[Any, Any, int]],
+    run: Callable[[ObserveOptions, Settings], Coroutine[Any, Any, int]],
 ) -> int:
-    """Parse, run, and turn every failure the user can cause into one line and its exit code."""
-    parser = build_parser(command, description)
-    add_arguments(parser)
-    try:
-        options, args = load_options(parser, argv, environ)
-    except ConfigError as e:
-        error(str(e))
-        return ExitCode.USAGE
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    try:
-        return asyncio.run(run(options, args))
-    except ConfigError as e:
-        error(str(e))
-        return ExitCode.USAGE
-    except ConnectTimeoutError as e:
-        error(str(e))
-        return ExitCode.ZK_UNREACHABLE
-    except ZooKeeperError as e:
-        error(f"ZooKeeper refused: {e}")
-        return ExitCode.ZK_REFUSED
-    except KeyboardInterrupt:
-        return ExitCode.OK
-    except BrokenPipeError:
-        # The reader went away (``watch | head -1``): done. Keep the final flush quiet too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return ExitCode.OK
+    """Parse, run, and turn every failure into one line and its exit code."""
+
+    def body() -> int:
+        settings = load(command, argv, environ)
+        return asyncio.run(run(ObserveOptions.from_settings(settings), settings))
+
+    return guarded(body)
 
 
 # -- showing attacker-controlled text ------------------------------------------------------
@@ -268,23 +204,18 @@ _STATUS_DESCRIPTION = (
     "long the leader has led: at most since its node was created, as ZooKeeper records no\n"
     "moment of takeover. Joins nothing."
 )
+_STATUS = observer_command("status", _STATUS_DESCRIPTION, ["json"], help={"json": "print one JSON object"})
 
 
 def status_main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """``election-daemon status``: print the election's participants once."""
-    return run_observer_command(
-        "status", _STATUS_DESCRIPTION, argv, environ, add_arguments=_status_arguments, run=_status
-    )
+    return run_observer_command(_STATUS, argv, environ, run=_status)
 
 
-def _status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-async def _status(options: ObserveOptions, args: argparse.Namespace) -> int:
+async def _status(options: ObserveOptions, settings: Settings) -> int:
     async with options.observer() as observer:
         snapshot = await observer.snapshot()
-    if args.json:
+    if settings.get("json"):
         print(jsonout.dumps(snapshot.as_dict()))
     elif sys.stdout.isatty():
         Console(highlight=False).print(_status_table(snapshot))
@@ -353,21 +284,18 @@ _WATCH_DESCRIPTION = (
     "ZooKeeper faults, until interrupted (SIGINT or SIGTERM: exit code 0). The first line\n"
     "shows the leader at start (event leader_observed with --json). Joins nothing."
 )
+_WATCH = observer_command(
+    "watch", _WATCH_DESCRIPTION, ["json"], help={"json": "JSON lines in the daemon's log schema"}
+)
 
 
 def watch_main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """``election-daemon watch``: a line per leader change until SIGINT or SIGTERM."""
-    return run_observer_command(
-        "watch", _WATCH_DESCRIPTION, argv, environ, add_arguments=_watch_arguments, run=_watch
-    )
+    return run_observer_command(_WATCH, argv, environ, run=_watch)
 
 
-def _watch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="JSON lines in the daemon's log schema")
-
-
-async def _watch(options: ObserveOptions, args: argparse.Namespace) -> int:
-    await until_interrupted(_print_changes(options, as_json=args.json))
+async def _watch(options: ObserveOptions, settings: Settings) -> int:
+    await until_interrupted(_print_changes(options, as_json=bool(settings.get("json"))))
     return ExitCode.OK
 
 

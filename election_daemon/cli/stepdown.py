@@ -12,15 +12,14 @@ The request travels through ZooKeeper, so it works whatever host the leader runs
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
 
-from election_daemon.cli import error
-from election_daemon.cli.observe import ObserveOptions, run_observer_command
+from election_daemon.cli.observe import ObserveOptions, observer_command, run_observer_command
+from election_daemon.cli.options import OperationError, Settings
 from election_daemon.daemon.exitcodes import ExitCode
-from election_daemon.errors import ConfigError, ElectionError
+from election_daemon.errors import ConfigError
 from election_daemon.library._zk import ZooKeeper
 from election_daemon.library.candidacy import Participant, read_queue
 from election_daemon.library.limits import format_servers, parse_hosts
@@ -36,33 +35,36 @@ _DESCRIPTION = (
 )
 
 
-class _StepDownError(ElectionError):
-    """The step-down could not be done as asked."""
+_COMMAND = observer_command(
+    "step-down",
+    _DESCRIPTION,
+    ["to", "wait"],
+    exit_codes={
+        ExitCode.OK: "a new leader is first in the queue, or the one named by --to already led",
+        ExitCode.OPERATION_FAILED: "no leader, no such participant, or no new leader within --wait",
+    },
+)
+
+
+class _StepDownError(OperationError):
+    """The step-down could not be done as asked (exit code 8)."""
 
 
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """``election-daemon step-down``."""
-    return run_observer_command("step-down", _DESCRIPTION, argv, environ, add_arguments=_arguments, run=_run)
+    return run_observer_command(_COMMAND, argv, environ, run=_run)
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--to", metavar="ID", help="the participant (by identity) that should lead next")
-    parser.add_argument(
-        "--wait", metavar="SECONDS", type=float, default=30.0, help="how long to wait for the new leader (30)"
-    )
-
-
-async def _run(options: ObserveOptions, args: argparse.Namespace) -> int:
-    if not args.wait > 0:
-        raise ConfigError("--wait", f"must be a positive number of seconds, got {args.wait!r}")
+async def _run(options: ObserveOptions, settings: Settings) -> int:
+    wait_s: float = settings.get("wait", 30.0)
+    to: str | None = settings.get("to")
+    if not wait_s > 0:
+        raise ConfigError("--wait", f"must be a positive number of seconds, got {wait_s!r}")
     servers, chroot = parse_hosts(options.hosts)
     zk = ZooKeeper.create(format_servers(servers), chroot=chroot, session_timeout_s=options.session_timeout_s)
     await zk.start(connect_timeout_s=options.connect_timeout_s)
     try:
-        print(await _step_down(zk, options.path, args.to, args.wait))
-    except _StepDownError as e:
-        error(str(e))
-        return ExitCode.OPERATION_FAILED
+        print(await _step_down(zk, options.path, to, wait_s))
     finally:
         await zk.close()
     return ExitCode.OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import textwrap
+from collections.abc import Iterable, Mapping
 
 __all__ = ["ExitCode", "render_exit_codes"]
 
@@ -60,21 +61,30 @@ _CHILD_STATUS_NOTE = (
 )
 
 
-def render_exit_codes() -> str:
-    """Return the exit code table as plain text, ready for argparse's epilog or the README."""
-    name_width = max(len(code.name) for code in ExitCode)
+def render_exit_codes(
+    codes: Iterable[ExitCode] | None = None, meanings: Mapping[ExitCode, str] | None = None
+) -> str:
+    """Return the exit code table as plain text, ready for argparse's epilog or the README.
+
+    Without ``codes``, every code and the note on the command's own status (the daemon's table);
+    ``meanings`` replaces the documented meaning of some codes for one subcommand.
+    """
+    shown = list(ExitCode if codes is None else codes)
+    name_width = max(len(code.name) for code in shown)
     lines = ["exit codes:"]
-    for code in ExitCode:
+    for code in shown:
         head = f"  {code.value}  {code.name:<{name_width}}  "
         lines.append(
             textwrap.fill(
-                code.__doc__ or "",
+                (meanings or {}).get(code) or code.__doc__ or "",
                 width=_WIDTH,
                 initial_indent=head,
                 subsequent_indent=" " * len(head),
                 break_on_hyphens=False,
             )
         )
+    if codes is not None:
+        return "\n".join(lines)
     lines.append(
         textwrap.fill(
             _CHILD_STATUS_NOTE,

@@ -10,13 +10,12 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from election_daemon.cli.run import build_daemon_parser, load_daemon_config
 from election_daemon.daemon.config import (
     MAX_DATA_BYTES,
     ChildExitPolicy,
     DaemonConfig,
     LogFormat,
-    build_daemon_parser,
-    load_daemon_config,
 )
 from election_daemon.daemon.exitcodes import ExitCode, render_exit_codes
 from election_daemon.errors import ConfigError
@@ -33,6 +32,19 @@ def load(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
 
 def make(**overrides: Any) -> DaemonConfig:
     return DaemonConfig(**{"hosts": "zk:2181", "path": "/svc/leader", **overrides})
+
+
+# The values the command line parses from text before DaemonConfig holds them.
+_TEXT_FLAGS = {"data_json": "--data", "http": "--http"}
+
+
+def make_or_load(**overrides: Any) -> DaemonConfig:
+    """DaemonConfig from values, or from the flag's text for what the command line parses."""
+    flags = [
+        word for key, text in overrides.items() if key in _TEXT_FLAGS for word in (_TEXT_FLAGS[key], text)
+    ]
+    values = {key: value for key, value in overrides.items() if key not in _TEXT_FLAGS}
+    return load(flags) if flags else make(**values)
 
 
 def write_toml(tmp_path: Path, text: str) -> Path:
@@ -59,7 +71,6 @@ def test_defaults() -> None:
     assert config.session_timeout_s == 10.0
     assert config.connect_timeout_s == 30.0
     assert config.identity == f"{socket.gethostname()}:{os.getpid()}"
-    assert config.data_json is None
     assert config.data is None
     assert config.data_bytes is None
     assert config.kill_grace_s == pytest.approx(10.0 / 6)
@@ -458,7 +469,7 @@ def test_invalid_values_name_the_field_and_value(
     overrides: dict[str, Any], field: str, fragment: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        make(**overrides)
+        make_or_load(**overrides)
     assert caught.value.field == field
     assert fragment in caught.value.message
     assert caught.value.message[0].islower()
@@ -481,23 +492,42 @@ def test_choices_accept_their_text() -> None:
 
 
 def test_data_keeps_the_value_and_compact_utf8_bytes() -> None:
-    config = make(data_json='{"role": "primary", "zone": "é", "n": [1, 2.5, null]}')
+    config = load(["--data", '{"role": "primary", "zone": "é", "n": [1, 2.5, null]}'])
     assert config.data == {"role": "primary", "zone": "é", "n": [1, 2.5, None]}
     assert config.data_bytes == '{"role":"primary","zone":"é","n":[1,2.5,null]}'.encode()
-    null = make(data_json="null")
+    # JSON null is no data: nothing is published, as the library does with data=None.
+    null = load(["--data", "null"])
     assert null.data is None
-    assert null.data_bytes == b"null"
+    assert null.data_bytes is None
+    assert make(data={"n": 1}).data_bytes == b'{"n":1}'
 
 
 def test_data_up_to_the_limit_is_accepted() -> None:
     text = json.dumps("x" * (MAX_DATA_BYTES - 2))
-    config = make(data_json=text)
+    config = load(["--data", text])
     assert config.data_bytes is not None
     assert len(config.data_bytes) == MAX_DATA_BYTES
 
 
 def test_http_port_zero_is_accepted() -> None:
-    assert make(http="127.0.0.1:0").http_address == ("127.0.0.1", 0)
+    assert load(["--http", "127.0.0.1:0"]).http_address == ("127.0.0.1", 0)
+    assert make(http_address=("::1", 0)).http_address == ("::1", 0)
+
+
+@pytest.mark.parametrize("address", [("", 1), ("h", 65536), ("h", True), "h:1", ("h", 1, 2)])
+def test_http_address_must_be_a_host_and_port(address: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make(http_address=address)
+    assert caught.value.field == "--http"
+
+
+def test_data_values_are_held_to_the_payload_rules() -> None:
+    with pytest.raises(ConfigError) as caught:
+        make(data=float("nan"))
+    assert caught.value.field == "--data"
+    with pytest.raises(ConfigError) as caught:
+        make(data="x" * MAX_DATA_BYTES)
+    assert f"more than the limit of {MAX_DATA_BYTES}" in caught.value.message
 
 
 # ---------------------------------------------------------------------------------------------

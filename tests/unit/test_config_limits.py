@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from election_daemon.cli.run import load_daemon_config
 from election_daemon.daemon.config import (
     MAX_DATA_BYTES,
     DaemonConfig,
     child_base_environment,
-    load_daemon_config,
 )
 from election_daemon.errors import ConfigError
 from election_daemon.library import payload
@@ -164,7 +164,7 @@ def test_max_data_bytes_is_the_payload_limit() -> None:
 )
 def test_data_is_strict_and_bounded(text: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        make(data_json=text)
+        load(["--data", text])
     assert caught.value.field == "--data"
     assert caught.value.message.startswith("must be valid JSON (")
     assert fragment in caught.value.message
@@ -174,7 +174,7 @@ def test_data_is_strict_and_bounded(text: str, fragment: str) -> None:
 
 def test_data_at_the_depth_limit_is_accepted() -> None:
     depth = payload.MAX_DEPTH
-    config = make(data_json="[" * depth + "]" * depth)
+    config = load(["--data", "[" * depth + "]" * depth])
     assert config.data_bytes == ("[" * depth + "]" * depth).encode()
 
 
@@ -182,7 +182,7 @@ def test_pretty_printed_data_counts_its_compact_size() -> None:
     value = ["x" * 1000] * 900  # ~900 KB compact, far more with the indentation below
     text = json.dumps(value, indent=200)
     assert len(text) > MAX_DATA_BYTES
-    assert make(data_json=text).data == value
+    assert load(["--data", text]).data == value
 
 
 # -- --recipe ---------------------------------------------------------------------------------

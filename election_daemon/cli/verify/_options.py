@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
+from election_daemon.cli.options import PROG, Command, load
+from election_daemon.cli.options import build_parser as _build_parser
 from election_daemon.cli.verify._nemesis import FAULTS, SERVER_FAULTS, applicable_faults
+from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.errors import ConfigError
 from election_daemon.library.limits import parse_hosts
 
-__all__ = ["VerifyOptions", "build_parser", "check_report_dir", "parse_options"]
+__all__ = ["COMMAND", "VerifyOptions", "build_parser", "check_report_dir", "parse_options"]
 
 _QUICK_SESSION_TIMEOUT_S = 2.0
 _SESSION_TIMEOUT_RANGE_S = (1.0, 60.0)
 _ENSEMBLE_SIZES = (3, 5)
 _PARTICIPANTS_RANGE = (2, 9)
+_DEFAULT_REPORT = "verify-report"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,79 +56,95 @@ class VerifyOptions:
         return "once"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError("verify", message)
+# Flags only: an ELECTION_DAEMON_HOSTS meant for a daemon must never aim faults at production.
+COMMAND = Command(
+    prog=f"{PROG} verify",
+    description=(
+        "Run daemons under injected faults against a fenced register, check the history "
+        "(safety, containment, liveness, no lost writes) and write a report."
+    ),
+    options=(
+        "hosts",
+        "ensemble",
+        "participants",
+        "duration",
+        "faults",
+        "quick",
+        "faults-from",
+        "seed",
+        "session-timeout",
+        "report",
+    ),
+    help={
+        "hosts": "target this ZooKeeper instead of a local ensemble",
+        "session-timeout": f"the daemons' session timeout T (default {_QUICK_SESSION_TIMEOUT_S:g})",
+    },
+    exclusive=(("hosts", "ensemble"), ("duration", "faults", "quick")),
+    environment=False,
+    notes=(
+        textwrap.fill(
+            f"faults: {', '.join(FAULTS)}. With --hosts only those that need no control of the "
+            f"servers: {', '.join(applicable_faults(local_servers=False))}.",
+            width=79,
+            break_on_hyphens=False,
+        ),
+        "",
+    ),
+    exit_codes=(
+        ExitCode.OK,
+        ExitCode.FAILURE,
+        ExitCode.USAGE,
+        ExitCode.ZK_UNREACHABLE,
+        ExitCode.ZK_REFUSED,
+        ExitCode.VERIFY_FAILED,
+    ),
+    exit_meanings={
+        ExitCode.OK: "every check passed",
+        ExitCode.USAGE: "bad command line, or --report cannot be created or written to",
+        ExitCode.VERIFY_FAILED: "a check found a violation",
+    },
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="election-daemon verify",
-        description=(
-            "Run daemons under injected faults against a fenced register, check the history "
-            "(safety, containment, liveness, no lost writes) and write a report."
-        ),
-        epilog=(
-            f"faults: {', '.join(FAULTS)}. With --hosts only those that need no control of the "
-            f"servers: {', '.join(applicable_faults(local_servers=False))}. "
-            "Exit status 0 if every check passed, 7 on any violation, 2 on bad input."
-        ),
-    )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--hosts", metavar="HOSTS", help="target this ZooKeeper instead of a local ensemble")
-    where.add_argument(
-        "--ensemble", type=int, metavar="N", default=3, help="size of the local ensemble: 3 or 5 (default 3)"
-    )
-    parser.add_argument("--participants", type=int, metavar="N", default=3, help="daemons (default 3)")
-    length = parser.add_mutually_exclusive_group()
-    length.add_argument("--duration", type=float, metavar="SECONDS", help="soak: random faults for this long")
-    length.add_argument("--faults", type=int, metavar="N", help="soak: this many random faults")
-    length.add_argument(
-        "--quick", action="store_true", help="CI: every fault once, T = 2 s, in under three minutes"
-    )
-    parser.add_argument("--faults-from", metavar="LIST", help="comma-separated fault names to draw from")
-    parser.add_argument("--seed", type=int, metavar="S", help="seed of the fault schedule (default random)")
-    parser.add_argument(
-        "--session-timeout",
-        type=float,
-        metavar="SECONDS",
-        help=f"the daemons' session timeout T (default {_QUICK_SESSION_TIMEOUT_S:g})",
-    )
-    parser.add_argument(
-        "--report", type=Path, metavar="DIR", default=Path("verify-report"), help="report directory"
-    )
-    return parser
+    return _build_parser(COMMAND)
 
 
 def parse_options(argv: Sequence[str]) -> VerifyOptions:
     """The options, or ConfigError naming the flag at fault (SystemExit for --help)."""
-    args = build_parser().parse_args(list(argv))
-    if args.hosts is not None:
-        parse_hosts(args.hosts, field="--hosts")
-    if args.ensemble not in _ENSEMBLE_SIZES:
-        raise ConfigError("--ensemble", f"must be 3 or 5, not {args.ensemble}")
+    settings = load(COMMAND, argv, {})
+    hosts: str | None = settings.get("hosts")
+    if hosts is not None:
+        parse_hosts(hosts, field="--hosts")
+    ensemble: int = settings.get("ensemble", 3)
+    if ensemble not in _ENSEMBLE_SIZES:
+        raise ConfigError("--ensemble", f"must be 3 or 5, not {ensemble}")
+    participants: int = settings.get("participants", 3)
     low, high = _PARTICIPANTS_RANGE
-    if not low <= args.participants <= high:
-        raise ConfigError("--participants", f"must be {low} to {high}, not {args.participants}")
-    if args.duration is not None and not args.duration > 0:
-        raise ConfigError("--duration", f"must be a positive number of seconds, not {args.duration:g}")
-    if args.faults is not None and args.faults < 1:
-        raise ConfigError("--faults", f"must be at least 1, not {args.faults}")
-    timeout_s = _QUICK_SESSION_TIMEOUT_S if args.session_timeout is None else args.session_timeout
+    if not low <= participants <= high:
+        raise ConfigError("--participants", f"must be {low} to {high}, not {participants}")
+    duration: float | None = settings.get("duration")
+    if duration is not None and not duration > 0:
+        raise ConfigError("--duration", f"must be a positive number of seconds, not {duration:g}")
+    faults: int | None = settings.get("faults")
+    if faults is not None and faults < 1:
+        raise ConfigError("--faults", f"must be at least 1, not {faults}")
+    timeout_s: float = settings.get("session_timeout_s", _QUICK_SESSION_TIMEOUT_S)
     low_s, high_s = _SESSION_TIMEOUT_RANGE_S
     if not low_s <= timeout_s <= high_s:
         raise ConfigError("--session-timeout", f"must be {low_s:g} to {high_s:g} seconds, not {timeout_s:g}")
+    seed: int | None = settings.get("seed")
     return VerifyOptions(
-        hosts=args.hosts,
-        ensemble_size=args.ensemble,
-        participants=args.participants,
-        duration_s=args.duration,
-        faults=args.faults,
-        faults_from=_fault_names(args.faults_from, local_servers=args.hosts is None),
-        seed=args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big"),
+        hosts=hosts,
+        ensemble_size=ensemble,
+        participants=participants,
+        duration_s=duration,
+        faults=faults,
+        faults_from=_fault_names(settings.get("faults_from"), local_servers=hosts is None),
+        seed=seed if seed is not None else int.from_bytes(os.urandom(4), "big"),
         session_timeout_s=timeout_s,
-        report_dir=args.report,
-        quick=args.quick,
+        report_dir=Path(settings.get("report", _DEFAULT_REPORT)),
+        quick=bool(settings.get("quick")),
     )
 
 
