@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from election_daemon.daemon.config import DaemonConfig, load_daemon_config
+from election_daemon.cli.run import load_daemon_config
+from election_daemon.daemon.config import DaemonConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOOKEEPERS = ("zoo1", "zoo2", "zoo3")
