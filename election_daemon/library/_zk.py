@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import aiozk
 from aiozk import exc as zk_exc
@@ -47,18 +47,32 @@ from election_daemon.errors import (
     ZooKeeperError,
 )
 
-__all__ = ["MAX_DATA_BYTES", "GuardFailedError", "Stat", "ZkState", "ZooKeeper", "first_of"]
+__all__ = [
+    "MAX_DATA_BYTES",
+    "GuardFailedError",
+    "Stat",
+    "ZKClient",
+    "ZkState",
+    "ZooKeeper",
+    "close_session_request",
+    "connect_request",
+    "connect_response_session_id",
+    "first_of",
+]
 
 _log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 # jute.maxbuffer defaults to 0xfffff bytes for a whole packet; a larger one makes the server
 # drop the connection, which looks like a network fault. Refuse it before sending.
 MAX_DATA_BYTES = 0xFFFFF - 4096
 
-# aiozk's session states, re-exported so that nothing else imports aiozk.
+# aiozk's session states and client, re-exported so that nothing else imports aiozk: an
+# application that shares its client with elections (``client=``) passes an aiozk.ZKClient.
 ZkState = States
+ZKClient: TypeAlias = aiozk.ZKClient
 
 
 class GuardFailedError(ZooKeeperError):
@@ -79,7 +93,7 @@ class Stat:
     """Creation time in milliseconds since the epoch, by the clock of the server that created it."""
 
     @classmethod
-    def _from_aiozk(cls, stat: Any) -> Stat:
+    def _from_aiozk(cls, stat: protocol.Stat) -> Stat:
         return cls(
             czxid=stat.created_zxid,
             mzxid=stat.last_modified_zxid,
@@ -114,7 +128,7 @@ class _HandshakeFailedError(Exception):
     """The server dropped the connection during the session handshake."""
 
 
-class _HardenedConnection(Connection):  # type: ignore[misc]
+class _HardenedConnection(Connection):  # type: ignore[misc, unused-ignore]  # (without the stub)
     """An aiozk connection whose loss is reported at once instead of at the next failed ping."""
 
     def __init__(self, *args: Any, on_closed: Callable[[_HardenedConnection], None], **kwargs: Any) -> None:
@@ -130,7 +144,7 @@ class _HardenedConnection(Connection):  # type: ignore[misc]
             self._on_closed(self)
 
 
-class _HardenedSession(_AiozkSession):  # type: ignore[misc]
+class _HardenedSession(_AiozkSession):  # type: ignore[misc, unused-ignore]  # (without the stub)
     """An aiozk session with bounded connection attempts and a short reconnect backoff."""
 
     max_backoff_s = 1.0
@@ -192,27 +206,31 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc]
             if self.closing:
                 break
             await self.find_server(allow_read_only=self.allow_read_only)
+            conn = self.conn
+            assert conn is not None  # find_server() returns only with a connection
             try:
-                await asyncio.wait_for(self._handshake(), max(self.timeout / max(len(self.hosts), 1), 0.5))
+                await asyncio.wait_for(
+                    self._handshake(conn), max(self.timeout / max(len(self.hosts), 1), 0.5)
+                )
             except zk_exc.SessionLost:
-                self.conn.abort(zk_exc.SessionLost)
-                await self.conn.close(self.timeout)
+                conn.abort(zk_exc.SessionLost)
+                await conn.close(self.timeout)
                 self.session_id = None
                 self.password = b"\x00"
                 continue
             except (TimeoutError, _HandshakeFailedError, OSError):
-                self.conn.abort(zk_exc.ConnectError)
-                await self.conn.close(self.timeout)
+                conn.abort(zk_exc.ConnectError)
+                await conn.close(self.timeout)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self.max_backoff_s)
                 continue
             backoff_s = 0.05
-            self.state.transition_to(States.READ_ONLY if self.conn.start_read_only else States.CONNECTED)
-            self.conn.start_read_loop()
+            self.state.transition_to(States.READ_ONLY if conn.start_read_only else States.CONNECTED)
+            conn.start_read_loop()
             await self.set_existing_watches()
 
-    async def _handshake(self) -> None:
-        reply = await self.conn.send_connect(
+    async def _handshake(self, conn: Connection) -> None:
+        reply = await conn.send_connect(
             protocol.ConnectRequest(
                 protocol_version=0,
                 last_seen_zxid=self.last_zxid or 0,
@@ -252,7 +270,7 @@ class ZooKeeper:
     :meth:`wrap` adopts one the application made (many elections may share it).
     """
 
-    def __init__(self, client: aiozk.ZKClient, *, owns_client: bool) -> None:
+    def __init__(self, client: ZKClient, *, owns_client: bool) -> None:
         self.client = client
         self.owns_client = owns_client
         # Monotonic send time of the last request the server answered: the lease's basis.
@@ -274,7 +292,7 @@ class ZooKeeper:
         return cls(client, owns_client=True)
 
     @classmethod
-    def wrap(cls, client: aiozk.ZKClient) -> ZooKeeper:
+    def wrap(cls, client: ZKClient) -> ZooKeeper:
         return cls(client, owns_client=False)
 
     # -- session ---------------------------------------------------------------------
@@ -339,7 +357,8 @@ class ZooKeeper:
         if session.conn is not None:
             session.conn.abort(zk_exc.ConnectError)
             with contextlib.suppress(Exception):
-                session.conn.writer.close()
+                if session.conn.writer is not None:
+                    session.conn.writer.close()
         if session.state.current_state != States.LOST:
             session.state.transition_to(States.LOST)
         session.closing = False
@@ -361,11 +380,11 @@ class ZooKeeper:
 
     # -- requests --------------------------------------------------------------------
 
-    async def _call(self, what: str, request: Any) -> Any:
+    async def _call(self, what: str, request: protocol.Request[_R]) -> _R:
         sent = time.monotonic()
         session_id = self.session_id
         with _converted(what):
-            response = await self.client.send(request)
+            response: _R = await self.client.send(request)
         # Only an answer on the session the request was sent on proves that session alive.
         if (
             session_id is not None
@@ -399,7 +418,7 @@ class ZooKeeper:
             )
         request = protocol.Create2Request(path=self._path(prefix), data=data, acl=self.client.default_acl)
         request.set_flags(ephemeral=True, sequential=True, container=False)
-        response = await self._call(f"create {prefix}", request)
+        response: protocol.Create2Response = await self._call(f"create {prefix}", request)
         return str(self.client.denormalize_path(response.path)), Stat._from_aiozk(response.stat)
 
     async def children(self, path: str, *, watch: bool = False) -> list[str]:
@@ -409,14 +428,14 @@ class ZooKeeper:
 
     async def children_and_stat(self, path: str, *, watch: bool = False) -> tuple[list[str], Stat]:
         """``path``'s children and its own stat, in one request."""
-        response = await self._call(
+        response: protocol.GetChildren2Response = await self._call(
             f"list {path}", protocol.GetChildren2Request(path=self._path(path), watch=watch)
         )
         return list(response.children), Stat._from_aiozk(response.stat)
 
     async def get(self, path: str, *, watch: bool = False) -> tuple[bytes, Stat]:
         """Read a node; with ``watch`` its deletion or change will fire :meth:`watch`'s future."""
-        response = await self._call(
+        response: protocol.GetDataResponse = await self._call(
             f"read {path}", protocol.GetDataRequest(path=self._path(path), watch=watch)
         )
         return bytes(response.data or b""), Stat._from_aiozk(response.stat)
@@ -426,14 +445,14 @@ class ZooKeeper:
         if len(data) > MAX_DATA_BYTES:
             raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_DATA_BYTES}")
         request = protocol.SetDataRequest(path=self._path(path), data=data, version=version)
-        response = await self._call(f"write {path}", request)
+        response: protocol.SetDataResponse = await self._call(f"write {path}", request)
         return Stat._from_aiozk(response.stat)
 
     async def exists(self, path: str, *, watch: bool = False) -> Stat | None:
         """``path``'s stat, or None if there is no such node. With ``watch``, whether the node
         exists or not, its next creation, change or deletion fires :meth:`watch`'s future."""
         try:
-            response = await self._call(
+            response: protocol.ExistsResponse = await self._call(
                 f"stat {path}", protocol.ExistsRequest(path=self._path(path), watch=watch)
             )
         except NoNodeError:
@@ -450,7 +469,7 @@ class ZooKeeper:
         multi = protocol.TransactionRequest()
         multi.add(protocol.CheckVersionRequest(path=self._path(guard), version=-1))
         multi.add(protocol.SetDataRequest(path=self._path(path), data=data, version=-1))
-        response = await self._call(f"guarded write {path}", multi)
+        response: protocol.TransactionResponse = await self._call(f"guarded write {path}", multi)
         guard_result, set_result = response.responses
         # A guard that held is reported as RolledBack when the set itself failed.
         if isinstance(guard_result, Exception) and not isinstance(guard_result, zk_exc.RolledBack):
@@ -458,7 +477,34 @@ class ZooKeeper:
         if isinstance(set_result, Exception):
             with _converted(f"guarded write {path}"):
                 raise set_result
-        return Stat._from_aiozk(response.responses[1].stat)
+        assert isinstance(set_result, protocol.SetDataResponse)
+        return Stat._from_aiozk(set_result.stat)
+
+    # -- watched reads: arm a watch, read, cancel the watch on error ---------------------
+
+    async def watched_get(self, path: str) -> tuple[bytes, Stat, asyncio.Future[None]]:
+        """Read ``path`` and watch it: ``(data, stat, fired)``.
+
+        ``fired`` resolves at the node's next change or deletion. It is taken before the read
+        is sent, so no change after the read is missed; if the read fails (NoNodeError
+        included) it is cancelled before the error propagates. Cancel it when done with it.
+        """
+        fired = self.watch(path)
+        raw, stat = await _cancel_on_error(fired, self.get(path, watch=True))
+        return raw, stat, fired
+
+    async def watched_children(self, path: str) -> tuple[list[str], asyncio.Future[None]]:
+        """List ``path``'s children and watch them: ``(names, fired)``, as :meth:`watched_get`."""
+        fired = self.watch_children(path)
+        names = await _cancel_on_error(fired, self.children(path, watch=True))
+        return names, fired
+
+    async def watched_exists(self, path: str) -> tuple[Stat | None, asyncio.Future[None]]:
+        """``path``'s stat (None if missing) and a future for its next creation, change or
+        deletion: ZooKeeper sets the watch whether or not the node exists."""
+        fired = self.watch(path)
+        stat = await _cancel_on_error(fired, self.exists(path, watch=True))
+        return stat, fired
 
     def watch(self, path: str) -> asyncio.Future[None]:
         """A future resolving at the next data watch event on ``path`` (created, deleted or changed).
@@ -500,6 +546,35 @@ class ZooKeeper:
         return fut
 
 
+# -- the raw protocol, for the testing harness's session killer --------------------------
+
+
+def connect_request(session_id: int, password: bytes, *, timeout_ms: int) -> bytes:
+    """A serialized handshake reattaching to ``session_id`` (without the length prefix)."""
+    request = protocol.ConnectRequest(
+        protocol_version=0,
+        last_seen_zxid=0,
+        timeout=timeout_ms,
+        session_id=session_id,
+        password=password,
+        read_only=False,
+    )
+    raw: bytes = request.serialize()
+    return raw
+
+
+def connect_response_session_id(raw: bytes) -> int:
+    """The session id of a serialized handshake reply: 0 when the server refused the session."""
+    session_id: int = protocol.ConnectResponse.deserialize(raw).session_id
+    return session_id
+
+
+def close_session_request(xid: int) -> bytes:
+    """A serialized request that closes the connection's session (without the length prefix)."""
+    raw: bytes = protocol.CloseRequest().serialize(xid)
+    return raw
+
+
 async def first_of(*aws: Awaitable[Any]) -> None:
     """Wait until any of ``aws`` completes; cancel the rest."""
     tasks = [asyncio.ensure_future(a) for a in aws]
@@ -509,3 +584,12 @@ async def first_of(*aws: Awaitable[Any]) -> None:
         for t in tasks:
             if not t.done():
                 t.cancel()
+
+
+async def _cancel_on_error(fired: asyncio.Future[None], request: Awaitable[_T]) -> _T:
+    """Await ``request``; if it fails (or is cancelled), cancel the watch future ``fired``."""
+    try:
+        return await request
+    except BaseException:
+        fired.cancel()
+        raise

@@ -32,8 +32,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiozk
-
 from election_daemon.errors import (
     ConfigError,
     ConnectionLossError,
@@ -46,11 +44,10 @@ from election_daemon.errors import (
     ZooKeeperError,
 )
 from election_daemon.library import protocol
-from election_daemon.library._pacing import TokenBucket
-from election_daemon.library._zk import GuardFailedError, Stat, ZooKeeper, first_of
+from election_daemon.library._zk import GuardFailedError, Stat, ZKClient, ZooKeeper, first_of
+from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import (
     Candidacy,
-    Contender,
     Participant,
     Position,
     encode_node_data,
@@ -67,6 +64,7 @@ from election_daemon.library.limits import (
     parse_hosts,
     validate_election_path,
 )
+from election_daemon.library.priority import MAX_REMEMBERED, PriorityPolicy
 from election_daemon.library.recipes import Recipe, our_recipe
 from election_daemon.library.session import Session, SessionChange, SessionState
 
@@ -83,14 +81,6 @@ _FAILURE_BACKOFF_S = 0.1
 _MAX_FAILURES = 5
 # Failures further apart than this many session timeouts are not "in a row".
 _FAILURES_FORGOTTEN_T = 10
-
-# The bound on moves driven by what ZooKeeper holds (see _pacing): rejoining after our node
-# was deleted, and leaving our place for a step-down, a handover or a higher priority.
-# A burst of _MOVES_BURST, then one per _MOVE_REFILL_T of the session timeout T.
-_MOVES_BURST = 5
-_MOVE_REFILL_T = 0.5
-# Node names remembered as ignored or deferred to (unique forever, so forgetting is safe).
-_MAX_REMEMBERED = 1024
 
 
 class ElectionState(enum.Enum):
@@ -199,7 +189,7 @@ class Election:
         data: Any = None,
         session_timeout_s: float | None = None,
         session_timeout: float | None = None,
-        client: aiozk.ZKClient | None = None,
+        client: ZKClient | None = None,
         connect_timeout_s: float = 30.0,
         priority: int = 0,
         priority_stable_s: float | None = None,
@@ -233,14 +223,14 @@ class Election:
         self.data = data
         self.requested_session_timeout_s = float(timeout_s)
         self.priority = priority
-        self._priority_stable_s = priority_stable_s
-        # When this leader first saw each higher-priority node (the anti-flapping rule).
-        self._first_seen: dict[str, float] = {}
-        # Nodes we stepped aside for: never twice for the same one (one that never leads
-        # would otherwise have every participant defer to it in turn, forever).
-        self._deferred_to: set[str] = set()
+        # Who should lead, when to hand over, and the bound on moves (see .priority).
+        self._policy = PriorityPolicy(
+            self.path,
+            priority,
+            stable_s=priority_stable_s,
+            session_timeout_s=self.requested_session_timeout_s,
+        )
         self._ignored: set[str] = set()
-        self._moves = TokenBucket(_MOVES_BURST, _MOVE_REFILL_T * self.requested_session_timeout_s)
         self._failures = 0
         self._last_failure_at = -math.inf
         self._connect_timeout_s = connect_timeout_s
@@ -253,7 +243,7 @@ class Election:
         self._elected_callbacks: list[ElectedCallback] = []
         self._revoked_callbacks: list[RevokedCallback] = []
         self._listeners: list[Listener] = []
-        self._subscribers: list[asyncio.Queue[Transition | None]] = []
+        self._transitions: Broadcast[Transition] = Broadcast()
         self._callback_tasks: set[asyncio.Task[Any]] = set()
         self._revoke_tasks: set[asyncio.Task[Any]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -347,21 +337,17 @@ class Election:
                 if self._state is not ElectionState.LEADING:
                     self._leading.clear()
 
-    async def changes(self) -> AsyncIterator[Transition]:
-        """Every transition from now on, in order, until the election stops."""
-        queue: asyncio.Queue[Transition | None] = asyncio.Queue()
-        self._subscribers.append(queue)
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    if self._failure is not None:
-                        raise self._failure
-                    return
-                yield item
-        finally:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(queue)
+    def changes(self) -> AsyncIterator[Transition]:
+        """Every transition from the call on, in order, until the election stops.
+
+        The subscription starts at the call, not at the first iteration (as for the
+        observer's streams): take it before :meth:`start` to see every transition. Once the
+        election has stopped, iteration ends; if it stopped by itself, it raises
+        :attr:`failure`. A subscriber that falls more than 1000 transitions behind is cut off
+        with :class:`~election_daemon.library.broadcast.SubscriberOverflowError` after the
+        ones it had (see :mod:`.broadcast`).
+        """
+        return self._transitions.subscribe()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -417,6 +403,7 @@ class Election:
         """
         if self._state is ElectionState.IDLE:
             self._set(ElectionState.STOPPED, "stopped", "stopped")
+            self._transitions.close()
         elif self._state is not ElectionState.STOPPED or (
             self._session is not None and not self._session_released
         ):
@@ -450,8 +437,7 @@ class Election:
             self._session_released = True
             session.remove_listener(self._on_session_change)
             await session.release()
-        for queue in self._subscribers:
-            queue.put_nowait(None)
+        self._transitions.close(self._failure)
 
     # -- guarded writes ----------------------------------------------------------------
 
@@ -516,8 +502,7 @@ class Election:
                 listener(transition)
             except Exception:
                 _log.exception("election listener failed")
-        for queue in self._subscribers:
-            queue.put_nowait(transition)
+        self._transitions.publish(transition)
 
     def _emit_session_event(self, event: str, reason: str) -> None:
         """Session edges that do not move the election (connected, reconnected) are events too."""
@@ -671,7 +656,7 @@ class Election:
 
     async def _pace(self) -> None:
         """Wait, if need be, until another move is within the bound (see :mod:`._pacing`)."""
-        delay_s = self._moves.reserve()
+        delay_s = self._policy.pace_s()
         if delay_s > 0:
             await asyncio.sleep(delay_s)
 
@@ -714,8 +699,7 @@ class Election:
         for fut in self._resign_requests:
             if not fut.done():
                 fut.set_result(None)
-        for queue in self._subscribers:
-            queue.put_nowait(None)
+        self._transitions.close(error)
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         """The last line of defence: a loop that dies (past ``except Exception``) stops us."""
@@ -769,12 +753,7 @@ class Election:
         """Our node: owner, data and czxid, watched from now on."""
         node = candidacy.node
         assert node is not None
-        change = candidacy.zk.watch(node)
-        try:
-            raw, stat = await candidacy.zk.get(node, watch=True)
-        except BaseException:
-            change.cancel()
-            raise
+        raw, stat, change = await candidacy.zk.watched_get(node)
         return _OwnNode(node, change, raw, stat)
 
     def _set_following(self) -> None:
@@ -799,15 +778,10 @@ class Election:
                 raise NoNodeError(f"our node {candidacy.node} is gone")
             candidacy.czxid = stat.czxid
         for node in reversed(preceding):
-            gone = zk.watch(node)
             try:
-                _, stat = await zk.get(node, watch=True)
+                _, stat, gone = await zk.watched_get(node)
             except NoNodeError:
-                gone.cancel()
                 continue
-            except BaseException:
-                gone.cancel()
-                raise
             if stat.ephemeral_owner == 0 or (candidacy.czxid is not None and stat.czxid > candidacy.czxid):
                 gone.cancel()
                 self._ignore(node, "persistent" if stat.ephemeral_owner == 0 else "created after ours")
@@ -819,7 +793,7 @@ class Election:
         """Log a node we do not obey, once per node (the set is pruned, never unbounded)."""
         if node in self._ignored:
             return
-        if len(self._ignored) >= _MAX_REMEMBERED:
+        if len(self._ignored) >= MAX_REMEMBERED:
             self._ignored.clear()
         self._ignored.add(node)
         _log.warning("election %s: ignoring %s in the queue: %s", self.path, node, why)
@@ -832,94 +806,99 @@ class Election:
             return False
         return True
 
-    def _may_step_aside_for(self, target: str) -> bool:
-        """Once per target, within the move budget: no write can make us defer forever."""
-        if target in self._deferred_to:
-            return False
-        if len(self._deferred_to) >= _MAX_REMEMBERED:
-            self._deferred_to.clear()
-        self._deferred_to.add(target)
-        return self._moves.try_take()
-
     async def _lead(self, candidacy: Candidacy, position: Position, own: _OwnNode | None) -> None:
-        zk = candidacy.zk
+        """Lead while our node, its owner and the session hold; hand over or resign on request."""
         session = self.session
-        node = position.node
         if own is None:
             own = await self._read_own(candidacy)
-        own_change, raw, stat = own.change, own.raw, own.stat
         try:
-            handover = await protocol.read_handover(zk, self.path) if position.path_has_data else None
+            handover = (
+                await protocol.read_handover(candidacy.zk, self.path) if position.path_has_data else None
+            )
             if await self._defer_to_another(candidacy, position, handover):
-                own_change.cancel()
+                own.cancel()
                 return
         except BaseException:
-            own_change.cancel()
+            own.cancel()
             raise
         while True:
-            if stat.ephemeral_owner != candidacy.session_id or session.session_id != candidacy.session_id:
-                own_change.cancel()
-                raise NoNodeError(f"{node} is not owned by our session")
+            if own.stat.ephemeral_owner != candidacy.session_id or session.session_id != candidacy.session_id:
+                own.cancel()
+                raise NoNodeError(f"{own.node} is not owned by our session")
             if not session.is_connected():
-                own_change.cancel()
+                own.cancel()
                 return
             if self._state is not ElectionState.LEADING:
-                self._set_following()
-                self._elect(
-                    Term(
-                        token=stat.czxid,
-                        node=node,
-                        path=self.path,
-                        identity=self.identity,
-                        session_id=candidacy.session_id,
-                        started_at=time.time(),
-                        started_monotonic=time.monotonic(),
-                    )
-                )
+                self._take_office(candidacy, own)
                 if handover is not None:
                     # Ours, or its target is gone: the handover is done either way.
-                    await protocol.clear_handover(zk, self.path, handover)
+                    await protocol.clear_handover(candidacy.zk, self.path, handover)
                     handover = None
-            elif protocol.step_down_request(raw) is not None and self._moves.try_take():
-                own_change.cancel()
+            elif protocol.step_down_request(own.raw) is not None and self._policy.may_step_down():
+                own.cancel()
                 await self._resign(candidacy, "step_down")
                 return
-            queue_change = zk.watch_children(self.path)
-            try:
-                contenders = parse_contenders(await zk.children(self.path, watch=True))
-            except BaseException:
-                own_change.cancel()
-                queue_change.cancel()
-                raise
-            successor, wait_s = self._preferred_successor(candidacy, contenders)
-            if successor is not None:
-                target = f"{self.path}/{successor.name}"
-                if await self._is_live_contender(zk, target) and self._may_step_aside_for(target):
-                    own_change.cancel()
+            if not await self._hold_office(candidacy, own):
+                return
+            # Our node changed or went, or the queue changed: read it again (NoNodeError revokes).
+            own = await self._read_own(candidacy)
+
+    def _take_office(self, candidacy: Candidacy, own: _OwnNode) -> None:
+        self._set_following()
+        self._elect(
+            Term(
+                token=own.stat.czxid,
+                node=own.node,
+                path=self.path,
+                identity=self.identity,
+                session_id=candidacy.session_id,
+                started_at=time.time(),
+                started_monotonic=time.monotonic(),
+            )
+        )
+
+    async def _hold_office(self, candidacy: Candidacy, own: _OwnNode) -> bool:
+        """Wait, leading, for the next change of our node, the queue or the session.
+
+        Hands over to a preferred contender once it has waited long enough. Returns whether
+        to go on leading (False: we resigned, handed over, or lost the connection).
+        """
+        zk = candidacy.zk
+        session = self.session
+        try:
+            children, queue_change = await zk.watched_children(self.path)
+        except BaseException:
+            own.cancel()
+            raise
+        try:
+            target, wait_s = self._policy.successor(
+                parse_contenders(children),
+                is_mine=candidacy.is_mine,
+                session_timeout_s=session.negotiated_timeout_s,
+            )
+            if target is not None:
+                if await self._is_live_contender(zk, target) and self._policy.may_step_aside_for(target):
+                    own.cancel()
                     queue_change.cancel()
                     await protocol.write_handover(zk, self.path, target)
                     await self._resign(candidacy, "priority_handover")
-                    return
-                self._deferred_to.add(target)
-            waits = [own_change, queue_change, session.not_connected(), self._wake_future()]
-            if wait_s is not None:
-                waits.append(_timer(wait_s))
-            if protocol.step_down_request(raw) is not None:
-                # Honoured once the move budget allows (see _pacing): check again then.
-                waits.append(_timer(self._moves.refill_s))
-            await first_of(*waits)
-            if self._resign_requests:
-                await self._resign(candidacy, "resigned")
-                return
-            if not session.is_connected():
-                return
-            # Our node changed or went, or the queue changed: read it again (NoNodeError revokes).
-            own_change = zk.watch(node)
-            try:
-                raw, stat = await zk.get(node, watch=True)
-            except BaseException:
-                own_change.cancel()
-                raise
+                    return False
+                self._policy.decline(target)
+        except BaseException:
+            own.cancel()
+            queue_change.cancel()
+            raise
+        waits = [own.change, queue_change, session.not_connected(), self._wake_future()]
+        if wait_s is not None:
+            waits.append(_timer(wait_s))
+        if protocol.step_down_request(own.raw) is not None:
+            # Honoured once the move budget allows (see _pacing): check again then.
+            waits.append(_timer(self._policy.moves.refill_s))
+        await first_of(*waits)
+        if self._resign_requests:
+            await self._resign(candidacy, "resigned")
+            return False
+        return session.is_connected()
 
     async def _defer_to_another(
         self, candidacy: Candidacy, position: Position, handover: protocol.Handover | None
@@ -927,61 +906,31 @@ class Election:
         """Before leading: step aside for a pending handover target or a higher priority.
 
         Only for a live ephemeral contender of this election, at most once per target and
-        within the move budget: a target that never takes over cannot stall the election.
+        within the move budget (:mod:`.priority`): a target that never takes over cannot
+        stall the election.
         """
         zk = candidacy.zk
-        names = {f"{self.path}/{c.name}" for c in position.contenders}
-        self._deferred_to &= names
-        target: str | None = None
-        write = False
-        if handover is not None and handover.to != position.node and handover.to in names:
-            target = handover.to
-        else:
-            best = max(position.contenders, key=lambda c: (c.priority, -c.sequence))
-            if best.priority > position.mine.priority:
-                target, write = f"{self.path}/{best.name}", True
-        if target is None or target in self._deferred_to:
+        deferral = self._policy.deferral(
+            position.node, position.mine, position.contenders, handover.to if handover is not None else None
+        )
+        if deferral is None:
             return False
-        if not (await self._is_live_contender(zk, target) and self._may_step_aside_for(target)):
+        target = deferral.target
+        if not (await self._is_live_contender(zk, target) and self._policy.may_step_aside_for(target)):
             return False
-        if write:
+        if deferral.write_handover:
             await protocol.write_handover(zk, self.path, target)
         self._set(self._state, "deferred", f"handover to {target}", force=True)
         await candidacy.leave()
         self._candidacy = None
         return True
 
-    def _preferred_successor(
-        self, candidacy: Candidacy, contenders: list[Contender]
-    ) -> tuple[Contender | None, float | None]:
-        """A higher-priority contender that has waited long enough, or how long until one has."""
-        now = time.monotonic()
-        stable_s = self._priority_stable_s
-        if stable_s is None:
-            stable_s = 2 * self.session.negotiated_timeout_s
-        self._deferred_to &= {f"{self.path}/{c.name}" for c in contenders}
-        better = [
-            c
-            for c in contenders
-            if c.priority > self.priority
-            and not candidacy.is_mine(c)
-            and f"{self.path}/{c.name}" not in self._deferred_to
-        ]
-        self._first_seen = {c.name: self._first_seen.get(c.name, now) for c in better}
-        if not better:
-            return None, None
-        best = max(better, key=lambda c: (c.priority, -c.sequence))
-        waited_s = now - self._first_seen[best.name]
-        if waited_s >= stable_s:
-            return best, None
-        return None, stable_s - waited_s
-
     async def _resign(self, candidacy: Candidacy, reason: str) -> None:
         self._revoke(reason, ElectionState.JOINING)
         await self._await_revoke_callbacks()
         await candidacy.leave()
         self._candidacy = None
-        self._first_seen = {}
+        self._policy.left_the_lead()
         requests, self._resign_requests = self._resign_requests, []
         new = self._candidacy = Candidacy(
             candidacy.zk,

@@ -24,9 +24,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
-
-import aiozk
+from typing import Any, Self
 
 from election_daemon.errors import (
     ConfigError,
@@ -38,7 +36,8 @@ from election_daemon.errors import (
     SessionLostError,
     ZooKeeperError,
 )
-from election_daemon.library._zk import ZooKeeper
+from election_daemon.library._zk import ZKClient, ZooKeeper
+from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import Participant, read_queue
 from election_daemon.library.limits import (
     CONNECT_TIMEOUT_RANGE_S,
@@ -53,7 +52,6 @@ __all__ = ["LeaderChange", "Observer", "Snapshot"]
 
 _log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
 
 # Between failed reads while the session still looks healthy.
 _RETRY_DELAY_S = 0.2
@@ -156,7 +154,7 @@ class Observer:
         *,
         session_timeout_s: float = 10.0,
         connect_timeout_s: float = 30.0,
-        client: aiozk.ZKClient | None = None,
+        client: ZKClient | None = None,
     ) -> None:
         session_timeout_s = check_seconds("session_timeout_s", session_timeout_s, SESSION_TIMEOUT_RANGE_S)
         connect_timeout_s = check_seconds("connect_timeout_s", connect_timeout_s, CONNECT_TIMEOUT_RANGE_S)
@@ -182,8 +180,8 @@ class Observer:
         # Whether the watch fired since the last read, the connection holding throughout.
         self._watch_fired = False
         self._leaderless_since: float | None = None
-        self._change_subscribers: list[asyncio.Queue[LeaderChange | None]] = []
-        self._snapshot_subscribers: list[asyncio.Queue[Snapshot | None]] = []
+        self._changes: Broadcast[LeaderChange] = Broadcast()
+        self._snapshots: Broadcast[Snapshot] = Broadcast()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -236,10 +234,8 @@ class Observer:
         if session is not None:
             session.remove_listener(self._on_session_change)
             await session.release()
-        for change_queue in self._change_subscribers:
-            change_queue.put_nowait(None)
-        for snapshot_queue in self._snapshot_subscribers:
-            snapshot_queue.put_nowait(None)
+        self._changes.close(self._failure)
+        self._snapshots.close(self._failure)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -289,35 +285,18 @@ class Observer:
     def changes(self) -> AsyncIterator[LeaderChange]:
         """Every leader change from the call on, in order, until the observer stops.
 
-        The subscription starts at the call, not at the first iteration: take it before
-        :meth:`start` to miss nothing after the first read (:meth:`latest` then gives the
-        state the first change starts from).
+        The subscription starts at the call, not at the first iteration (as for
+        :meth:`Election.changes`): take it before :meth:`start` to miss nothing after the
+        first read (:meth:`latest` then gives the state the first change starts from). Once
+        the observer has stopped, iteration ends; if it failed, it raises the failure. A
+        subscriber more than 1000 items behind is cut off (see :mod:`.broadcast`).
         """
-        queue: asyncio.Queue[LeaderChange | None] = asyncio.Queue()
-        self._change_subscribers.append(queue)
-        return self._drain(queue, self._change_subscribers)
+        return self._changes.subscribe()
 
     def snapshots(self) -> AsyncIterator[Snapshot]:
         """The current view (once there is one), then a new one each time the queue or the
         connection changes, until the observer stops. Subscribed at the call, like :meth:`changes`."""
-        queue: asyncio.Queue[Snapshot | None] = asyncio.Queue()
-        self._snapshot_subscribers.append(queue)
-        if self._view is not None:
-            queue.put_nowait(self._view)
-        return self._drain(queue, self._snapshot_subscribers)
-
-    async def _drain(
-        self, queue: asyncio.Queue[_T | None], subscribers: list[asyncio.Queue[_T | None]]
-    ) -> AsyncIterator[_T]:
-        try:
-            if not self._stopped:
-                while (item := await queue.get()) is not None:
-                    yield item
-        finally:
-            with contextlib.suppress(ValueError):
-                subscribers.remove(queue)
-        if self._failure is not None:
-            raise self._failure
+        return self._snapshots.subscribe(first=self._view)
 
     def _require_started(self) -> Session:
         if self._failure is not None:
@@ -337,10 +316,8 @@ class Observer:
                 _log.error("observer %s failed", self.path, exc_info=True)
             self._failure = e
             self._first_view.set()
-            for change_queue in self._change_subscribers:
-                change_queue.put_nowait(None)
-            for snapshot_queue in self._snapshot_subscribers:
-                snapshot_queue.put_nowait(None)
+            self._changes.close(e)
+            self._snapshots.close(e)
 
     async def _follow_queue(self, session: Session) -> None:
         while True:
@@ -378,22 +355,13 @@ class Observer:
     async def _arm_watch(self, zk: ZooKeeper) -> asyncio.Future[None]:
         """A future for the next change of the queue, or of the path's existence."""
         while True:
-            children_changed = zk.watch_children(self.path)
             try:
-                await zk.children(self.path, watch=True)
+                _, children_changed = await zk.watched_children(self.path)
                 return children_changed
             except NoNodeError:
-                children_changed.cancel()
-            except BaseException:
-                children_changed.cancel()
-                raise
+                pass
             # No election here yet: ZooKeeper sets an exists watch even on a missing node.
-            created = zk.watch(self.path)
-            try:
-                stat = await zk.exists(self.path, watch=True)
-            except BaseException:
-                created.cancel()
-                raise
+            stat, created = await zk.watched_exists(self.path)
             if stat is None:
                 return created
             created.cancel()  # created meanwhile: watch its children after all
@@ -421,8 +389,7 @@ class Observer:
         self._view = Snapshot(self.path, leader, participants, since, seen, now, connected=True)
         self._view_held_at = now
         self._first_view.set()
-        for queue in self._snapshot_subscribers:
-            queue.put_nowait(self._view)
+        self._snapshots.publish(self._view)
 
     def _publish_change(
         self,
@@ -453,8 +420,7 @@ class Observer:
             reason=reason,
             leaderless_s=leaderless_s,
         )
-        for queue in self._change_subscribers:
-            queue.put_nowait(change)
+        self._changes.publish(change)
 
     async def _created_at(self, zk: ZooKeeper, leader: Participant, now: float) -> float:
         """The leader's node creation time (unix), or ``now`` if it is already gone."""
@@ -477,5 +443,4 @@ class Observer:
                 held_at = time.time() - (time.monotonic() - answered)
                 self._view_held_at = max(self._view_held_at or held_at, held_at)
             self._view = dataclasses.replace(view, connected=False)
-            for queue in self._snapshot_subscribers:
-                queue.put_nowait(self._view)
+            self._snapshots.publish(self._view)

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 from weakref import WeakKeyDictionary
 
-import aiozk
-
 from election_daemon.errors import (
     ConfigError,
     ConnectTimeoutError,
@@ -34,7 +32,7 @@ from election_daemon.errors import (
     SessionLostError,
     ZooKeeperError,
 )
-from election_daemon.library._zk import ZkState, ZooKeeper
+from election_daemon.library._zk import ZKClient, ZkState, ZooKeeper
 from election_daemon.library.lease import Lease
 from election_daemon.library.limits import format_servers
 
@@ -74,7 +72,7 @@ Listener = Callable[[SessionChange], None]
 class Session:
     """Liveness of one ZooKeeper client's session, shared by every election on that client."""
 
-    _shared: ClassVar[WeakKeyDictionary[aiozk.ZKClient, Session]] = WeakKeyDictionary()
+    _shared: ClassVar[WeakKeyDictionary[ZKClient, Session]] = WeakKeyDictionary()
 
     def __init__(
         self,
@@ -109,7 +107,7 @@ class Session:
         servers: tuple[tuple[str, int], ...],
         chroot: str | None,
         session_timeout_s: float,
-        client: aiozk.ZKClient | None,
+        client: ZKClient | None,
     ) -> Session:
         """The session to use: the shared one of ``client``, else a new hardened one of our own."""
         if client is not None:
@@ -118,7 +116,7 @@ class Session:
         return cls(zk)
 
     @classmethod
-    def for_client(cls, client: aiozk.ZKClient) -> Session:
+    def for_client(cls, client: ZKClient) -> Session:
         """The one Session for an application's aiozk client (created on first use)."""
         session = cls._shared.get(client)
         if session is None or session.state is SessionState.CLOSED:

@@ -6,9 +6,8 @@ import socket
 import struct
 import time
 
-from aiozk.protocol import CloseRequest, ConnectRequest, ConnectResponse
-
 from election_daemon.errors import ConnectTimeoutError, SessionLostError
+from election_daemon.library._zk import close_session_request, connect_request, connect_response_session_id
 
 __all__ = ["expire_session"]
 
@@ -64,18 +63,10 @@ def expire_session(hosts: str, session_id: int, password: bytes, *, timeout_s: f
 def _close_session(host: str, port: int, session_id: int, password: bytes, *, timeout_s: float) -> bool:
     """Reattach to the session on one server and close it; False if the server rejected the session."""
     with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        connect = ConnectRequest(
-            protocol_version=0,
-            last_seen_zxid=0,
-            timeout=_REQUESTED_TIMEOUT_MS,
-            session_id=session_id,
-            password=password,
-            read_only=False,
-        )
-        _send(sock, connect.serialize())
-        if ConnectResponse.deserialize(_receive(sock)).session_id == 0:
+        _send(sock, connect_request(session_id, password, timeout_ms=_REQUESTED_TIMEOUT_MS))
+        if connect_response_session_id(_receive(sock)) == 0:
             return False
-        _send(sock, CloseRequest().serialize(_CLOSE_XID))
+        _send(sock, close_session_request(_CLOSE_XID))
         try:
             _xid, _zxid, error_code = _REPLY_HEADER.unpack_from(_receive(sock))
         except OSError:

@@ -21,6 +21,7 @@ from _waits import eventually
 from election_daemon import Election, ElectionState, InternalError, Transition
 from election_daemon.library import candidacy as candidacy_module
 from election_daemon.library import election as election_module
+from election_daemon.library import priority as priority_module
 from election_daemon.library import protocol as protocol_module
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,7 +45,7 @@ STEPS: list[tuple[Any, str]] = [
     (election_module.Election, "_defer_to_another"),
     (election_module.Election, "_elect"),
     (election_module, "parse_contenders"),
-    (election_module.Election, "_preferred_successor"),
+    (priority_module.PriorityPolicy, "successor"),
     (protocol_module, "step_down_request"),
     (election_module.Election, "_set_following"),
     (election_module.Election, "_follow_session"),
