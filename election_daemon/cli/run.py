@@ -24,6 +24,7 @@ from election_daemon.daemon.supervisor import ChildSupervisor
 from election_daemon.daemon.systemd import SystemdNotifier
 from election_daemon.errors import ConfigError
 from election_daemon.library import payload
+from election_daemon.library.events import Event
 from election_daemon.library.limits import choice, parse_host_port, show
 from election_daemon.library.recipes import our_recipe
 
@@ -150,7 +151,7 @@ def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> in
     log = get_logger()
 
     def log_bug(exc: BaseException) -> str:
-        log.exception("internal_error", reason=f"{type(exc).__name__}: {exc}")
+        log.exception(Event.INTERNAL_ERROR, reason=f"{type(exc).__name__}: {exc}")
         return "the log has the traceback"
 
     def body() -> int:

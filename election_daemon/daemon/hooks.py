@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from election_daemon.daemon.eventlog import EventLog
 from election_daemon.errors import ConfigError
+from election_daemon.library.events import Event
 
 __all__ = ["HookResult", "HookRunner", "run_hook"]
 
@@ -116,10 +117,10 @@ async def run_hook(
         )
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the environment
         duration_s = time.monotonic() - started
-        log.warning("hook_finished", name=name, exit_code=None, timed_out=False, reason=str(exc))
+        log.warning(Event.HOOK_FINISHED, name=name, exit_code=None, timed_out=False, reason=str(exc))
         return HookResult(name, None, duration_s, timed_out=False, stdout="", stderr="")
     pgid = process.pid  # it leads a new session
-    log.info("hook_started", name=name, pid=process.pid, pgid=pgid, timeout_s=timeout_s)
+    log.info(Event.HOOK_STARTED, name=name, pid=process.pid, pgid=pgid, timeout_s=timeout_s)
     assert process.stdout is not None and process.stderr is not None  # both are PIPE
     stdout, stderr = _Tail(), _Tail()
     tasks = {
@@ -132,7 +133,7 @@ async def run_hook(
         _, pending = await asyncio.wait(tasks, timeout=timeout_s)
         if pending:
             timed_out = True
-            log.warning("hook_timeout", name=name, pid=process.pid, pgid=pgid, timeout_s=timeout_s)
+            log.warning(Event.HOOK_TIMEOUT, name=name, pid=process.pid, pgid=pgid, timeout_s=timeout_s)
     finally:
         if not all(task.done() for task in tasks):  # timed out, or the caller was cancelled
             _kill_group(pgid)
@@ -222,12 +223,12 @@ class HookRunner:
         Call it from the event loop's thread. Ignored (and logged) after :meth:`close`.
         """
         if self._closed:
-            self._log.warning("hook_dropped", name=name, reason="hook runner closed")
+            self._log.warning(Event.HOOK_DROPPED, name=name, reason="hook runner closed")
             return
         if self._queue.qsize() >= self._max_pending:
             dropped = self._queue.get_nowait()
             self._queue.task_done()
-            self._log.warning("hook_dropped", name=dropped.name, reason="too many hooks pending")
+            self._log.warning(Event.HOOK_DROPPED, name=dropped.name, reason="too many hooks pending")
         self._queue.put_nowait(_Request(name, command, dict(env)))
         if self._worker is None:
             self._worker = asyncio.create_task(self._work())
@@ -264,7 +265,7 @@ class HookRunner:
                     environment=self._environment,
                 )
             except Exception as exc:  # a bug in run_hook must not stop every later hook
-                self._log.error("hook_crashed", name=request.name, reason=repr(exc), exc_info=True)
+                self._log.error(Event.HOOK_CRASHED, name=request.name, reason=repr(exc), exc_info=True)
             finally:
                 self._current = None
                 self._queue.task_done()

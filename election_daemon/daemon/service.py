@@ -48,6 +48,7 @@ from election_daemon.errors import (
     ZooKeeperError,
 )
 from election_daemon.library.election import Election, ElectionState, Term, Transition
+from election_daemon.library.events import Event
 
 __all__ = ["Daemon"]
 
@@ -143,15 +144,15 @@ class Daemon:
         self.election.on_elected(self._on_elected)
         self.election.on_revoked(self._on_revoked)
         for warning in self.config.warnings:
-            self.log.warning("config_warning", reason=warning)
+            self.log.warning(Event.CONFIG_WARNING, reason=warning)
         try:
             if self.config.http_address is not None:
                 # Before joining: a port already taken is a usage error, not a reason to lead.
                 try:
                     self._endpoints = await start_endpoints(self, *self.config.http_address)
                 except ConfigError as e:
-                    return self._fail(ExitCode.USAGE, "http_failed", e)
-                self.log.info("http_listening", url=self._endpoints.url)
+                    return self._fail(ExitCode.USAGE, Event.HTTP_FAILED, e)
+                self.log.info(Event.HTTP_LISTENING, url=self._endpoints.url)
             # A signal while still connecting must not wait out --connect-timeout.
             join = asyncio.ensure_future(self._join())
             exit_requested = asyncio.ensure_future(self._exit.wait())
@@ -178,18 +179,18 @@ class Daemon:
         try:
             await self.election.start()
         except ConnectTimeoutError as e:
-            return self._fail(ExitCode.ZK_UNREACHABLE, "zookeeper_unreachable", e)
+            return self._fail(ExitCode.ZK_UNREACHABLE, Event.ZOOKEEPER_UNREACHABLE, e)
         except (NoAuthError, DataTooLargeError) as e:
-            return self._fail(ExitCode.ZK_REFUSED, "zookeeper_refused", e)
+            return self._fail(ExitCode.ZK_REFUSED, Event.ZOOKEEPER_REFUSED, e)
         except ZooKeeperError as e:
-            return self._fail(ExitCode.ZK_REFUSED, "zookeeper_refused", e)
+            return self._fail(ExitCode.ZK_REFUSED, Event.ZOOKEEPER_REFUSED, e)
         except InternalError as e:
-            return self._fail(ExitCode.ELECTION_FAILED, "election_failed", e)
+            return self._fail(ExitCode.ELECTION_FAILED, Event.ELECTION_FAILED, e)
         negotiated = self.election.negotiated_session_timeout_s
         if negotiated is not None and abs(negotiated - self.config.session_timeout_s) > 1e-3:
             return self._fail(
                 ExitCode.ZK_REFUSED,
-                "session_timeout_refused",
+                Event.SESSION_TIMEOUT_REFUSED,
                 ConfigError(
                     "--session-timeout",
                     f"{self.config.session_timeout_s:g} s is outside what the server accepts: "
@@ -198,7 +199,7 @@ class Daemon:
             )
         return None
 
-    def _fail(self, code: ExitCode, event: str, error: Exception) -> int:
+    def _fail(self, code: ExitCode, event: Event, error: Exception) -> int:
         self.failure = str(error)
         self.log.error(event, reason=self.failure)
         self._exit_code = code
@@ -211,7 +212,7 @@ class Daemon:
             self._exit.set()
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        self.log.info("signal_received", reason=sig.name)
+        self.log.info(Event.SIGNAL_RECEIVED, reason=sig.name)
         self.request_exit(ExitCode.OK)
 
     async def _shutdown(self) -> None:
@@ -226,7 +227,7 @@ class Daemon:
             # A failed election (InternalError, NoAuthError) says so again here: it has been
             # logged and turned into the exit code already. The child is stopped below anyway.
             if e is not getattr(self.election, "failure", None) and not isinstance(e, InternalError):
-                self.log.warning("stop_failed", reason=f"{type(e).__name__}: {e}")
+                self.log.warning(Event.STOP_FAILED, reason=f"{type(e).__name__}: {e}")
         await self._stop_child("stopped")
         if self._endpoints is not None:
             await self._endpoints.close()
@@ -311,7 +312,7 @@ class Daemon:
         if not self.election.is_leader:
             await self._stop_child("revoked_during_start")
             return
-        self.log.debug("child_running", pid=pid)
+        self.log.debug(Event.CHILD_RUNNING, pid=pid)
         self._child_watch = asyncio.ensure_future(self._watch_child())
 
     async def _start_child(self, term: Term) -> int | None:
@@ -327,14 +328,14 @@ class Daemon:
                 # Out of file descriptors or processes: the command is fine, the system is not.
                 # Keep leading a little while and retry; then let someone else lead.
                 if time.monotonic() + delay > give_up_at:
-                    self.log.error("child_failed", reason=f"{e}; giving up leadership")
+                    self.log.error(Event.CHILD_FAILED, reason=f"{e}; giving up leadership")
                     if self._is_current(term):
                         await self.election.resign()
                     return None
-                self.log.warning("child_start_retry", reason=str(e), retry_in_s=delay)
+                self.log.warning(Event.CHILD_START_RETRY, reason=str(e), retry_in_s=delay)
             except ChildError as e:
                 self.failure = str(e)
-                self.log.error("child_failed", reason=self.failure)
+                self.log.error(Event.CHILD_FAILED, reason=self.failure)
                 self.request_exit(ExitCode.COMMAND_FAILED)
                 return None
             await asyncio.sleep(delay)

@@ -30,6 +30,7 @@ from election_daemon._processes import parent_death_prefix
 from election_daemon.daemon.eventlog import EventLog
 from election_daemon.daemon.lifeline import Lifeline, set_parent_death_signal
 from election_daemon.errors import ChildError, ConfigError
+from election_daemon.library.events import Event
 
 __all__ = ["RESOURCE_ERRNOS", "ChildExit", "ChildResourceError", "ChildSupervisor", "process_group_alive"]
 
@@ -238,7 +239,7 @@ class ChildSupervisor:
         loop.add_reader(pidfd, self._on_exit, child, pidfd)
         self._child = child
         self._log.info(
-            "child_started",
+            Event.CHILD_STARTED,
             pid=child.pid,
             pgid=child.pid,
             command=self._executable,
@@ -289,12 +290,12 @@ class ChildSupervisor:
             ):
                 error = f"process group {child.pid} still has members {_KILL_WAIT_S:g} s after SIGKILL"
                 # Logged here too: the caller may have been cancelled and never see the error.
-                self._log.error("child_stop_failed", pid=child.pid, pgid=child.pid, reason=error)
+                self._log.error(Event.CHILD_STOP_FAILED, pid=child.pid, pgid=child.pid, reason=error)
                 raise ChildError(error)
         self._release_group(child)
         result = child.exited.result()
         self._log.info(
-            "child_stopped",
+            Event.CHILD_STOPPED,
             pid=child.pid,
             pgid=child.pid,
             reason=reason,
@@ -317,7 +318,7 @@ class ChildSupervisor:
                 raise ChildError(f"not permitted to signal process group {child.pid}") from exc
             else:
                 self._log.info(
-                    "child_signalled", pid=child.pid, pgid=child.pid, signal=signum.name, reason=reason
+                    Event.CHILD_SIGNALLED, pid=child.pid, pgid=child.pid, signal=signum.name, reason=reason
                 )
         # The leader first, without polling: it is a zombie, and so a group member, until reaped.
         await asyncio.wait([child.exited], timeout=max(0.0, deadline - time.monotonic()))
@@ -341,7 +342,7 @@ class ChildSupervisor:
         child.exited.set_result(result)
         group_alive = process_group_alive(child.pid)
         self._log.info(
-            "child_exited",
+            Event.CHILD_EXITED,
             pid=child.pid,
             pgid=child.pid,
             exit_code=result.exit_status,
@@ -362,7 +363,7 @@ class ChildSupervisor:
             try:
                 self._lifeline.unregister(child.pid)
             except ChildError as exc:
-                self._log.warning("lifeline_lost", pgid=child.pid, reason=str(exc))
+                self._log.warning(Event.LIFELINE_LOST, pgid=child.pid, reason=str(exc))
 
 
 def process_group_alive(pgid: int) -> bool:

@@ -14,6 +14,7 @@ import socket
 from collections.abc import MutableMapping
 
 from election_daemon.daemon.eventlog import EventLog
+from election_daemon.library.events import Event
 
 __all__ = ["SystemdNotifier"]
 
@@ -57,7 +58,7 @@ class SystemdNotifier:
         address = env.get("NOTIFY_SOCKET") or None
         if address is not None and not address.startswith(("/", "@")):
             log.warning(
-                "systemd_notify_unsupported", reason=f"NOTIFY_SOCKET={address!r} is not a unix socket"
+                Event.SYSTEMD_NOTIFY_UNSUPPORTED, reason=f"NOTIFY_SOCKET={address!r} is not a unix socket"
             )
             address = None
         watchdog_usec = _watchdog_usec(env, log)
@@ -113,7 +114,7 @@ class SystemdNotifier:
         except OSError as exc:
             if not self._failure_logged:
                 self._failure_logged = True
-                self._log.warning("systemd_notify_failed", address=self._address, reason=str(exc))
+                self._log.warning(Event.SYSTEMD_NOTIFY_FAILED, address=self._address, reason=str(exc))
 
     def close(self) -> None:
         """Release the socket; a later notification opens it again. Idempotent."""
@@ -133,6 +134,8 @@ def _watchdog_usec(env: MutableMapping[str, str], log: EventLog) -> int | None:
     except ValueError:
         value = 0
     if value <= 0:
-        log.warning("systemd_watchdog_invalid", reason=f"WATCHDOG_USEC={usec!r} is not a positive integer")
+        log.warning(
+            Event.SYSTEMD_WATCHDOG_INVALID, reason=f"WATCHDOG_USEC={usec!r} is not a positive integer"
+        )
         return None
     return value

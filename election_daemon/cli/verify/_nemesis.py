@@ -557,7 +557,7 @@ class _Hostile(Fault):
         if not ephemeral:
             self._created.append(node)
 
-    async def _act(self, world: World, zk: ZooKeeper, action: str, variant: str) -> str | None:
+    async def _act(self, world: World, zk: ZooKeeper, action: str, variant: str) -> str | None:  # noqa: PLR0911 (one return per action)
         """Do one act; the node it touched, if a participant's or created."""
         path = world.path
         if action == "junk_node":

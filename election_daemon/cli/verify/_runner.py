@@ -58,7 +58,7 @@ class RunResult:
     skipped: tuple[str, ...]
 
 
-async def run(options: VerifyOptions, environ: Mapping[str, str], out: TextIO) -> RunResult:
+async def run(options: VerifyOptions, environ: Mapping[str, str], out: TextIO) -> RunResult:  # noqa: PLR0915 (the run's phases, in order)
     """Run the whole verification; the report files are the caller's business."""
     options.report_dir.mkdir(parents=True, exist_ok=True)
     for stale in options.report_dir.glob("register.db*"):
