@@ -680,39 +680,33 @@ def exit_code_for(exc: BaseException, *, on_bug: Callable[[BaseException], str] 
     Anything else is a bug: ``on_bug(exc)`` records the traceback (called inside the ``except``
     block) and says where; exit code 1.
     """
-    code: int
     if isinstance(exc, SystemExit):
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else ExitCode.FAILURE
-    elif isinstance(exc, KeyboardInterrupt):
-        code = ExitCode.OK
-    elif isinstance(exc, BrokenPipeError):
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else ExitCode.FAILURE
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.OK
+    if isinstance(exc, BrokenPipeError):
         # The reader went away (``watch | head -1``): done. Keep the final flush quiet too.
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = ExitCode.OK
-    elif isinstance(exc, ConfigError):
-        error(str(exc))
-        code = ExitCode.USAGE
-    elif isinstance(exc, ConnectTimeoutError):
-        error(str(exc))
-        code = ExitCode.ZK_UNREACHABLE
-    elif isinstance(exc, ZooKeeperError):
-        error(f"ZooKeeper refused: {exc}")
-        code = ExitCode.ZK_REFUSED
-    elif isinstance(exc, ChildError):
-        error(str(exc))
-        code = ExitCode.COMMAND_FAILED
-    elif isinstance(exc, OperationError):
-        error(str(exc))
-        code = ExitCode.OPERATION_FAILED
-    elif isinstance(exc, InternalError):
-        error(str(exc))
-        code = ExitCode.ELECTION_FAILED
-    else:
-        where = (on_bug or _log_bug)(exc)
-        error(f"internal error: {type(exc).__name__}: {exc} (a bug; {where})")
-        code = ExitCode.FAILURE
-    return code
+        return ExitCode.OK
+    for kind, code, prefix in _EXIT_CODES:
+        if isinstance(exc, kind):
+            error(f"{prefix}{exc}")
+            return code
+    where = (on_bug or _log_bug)(exc)
+    error(f"internal error: {type(exc).__name__}: {exc} (a bug; {where})")
+    return ExitCode.FAILURE
+
+
+# In order: the first class that matches gives the code (ConnectTimeoutError before ZooKeeperError).
+_EXIT_CODES: tuple[tuple[type[Exception], ExitCode, str], ...] = (
+    (ConfigError, ExitCode.USAGE, ""),
+    (ConnectTimeoutError, ExitCode.ZK_UNREACHABLE, ""),
+    (ZooKeeperError, ExitCode.ZK_REFUSED, "ZooKeeper refused: "),
+    (ChildError, ExitCode.COMMAND_FAILED, ""),
+    (OperationError, ExitCode.OPERATION_FAILED, ""),
+    (InternalError, ExitCode.ELECTION_FAILED, ""),
+)
 
 
 def guarded(body: Callable[[], int], *, on_bug: Callable[[BaseException], str] | None = None) -> int:
