@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from election_daemon.library.recipes import Contender, Recipe, new_guid, node_pr
 __all__ = [
     "Candidacy",
     "Contender",
+    "OwnNode",
     "Participant",
     "Position",
     "decode_node_data",
@@ -189,6 +190,21 @@ async def read_queue(zk: ZooKeeper, path: str) -> list[Participant]:
     return participants
 
 
+@dataclass(slots=True)
+class OwnNode:
+    """What leading needs to know of our own node, and the watch on it."""
+
+    node: str
+    change: asyncio.Future[None]
+    """Resolves at the node's next change or deletion."""
+    raw: bytes
+    stat: Stat
+
+    def cancel(self) -> None:
+        """Stop watching our node (we are not leading with it, or not yet)."""
+        self.change.cancel()
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """Where our node stands: every contender in order, ours, and the nodes before it."""
@@ -270,6 +286,41 @@ class Candidacy:
         others = tuple(c for c in contenders if not self.is_mine(c))
         ordered = tuple(sorted((*others, mine)))
         return Position(node, mine, ordered, preceding, path_stat.data_length > 0)
+
+    async def read_own(self) -> OwnNode:
+        """Our node: owner, data and czxid, watched from now on."""
+        node = self.node
+        assert node is not None
+        raw, stat, change = await self.zk.watched_get(node)
+        return OwnNode(node, change, raw, stat)
+
+    async def watch_predecessor(
+        self, preceding: Sequence[str], ignored: Callable[[str, str], None]
+    ) -> tuple[asyncio.Future[None], str] | None:
+        """Watch the nearest genuine live contender before ours: ``(gone, node)``; None when
+        we are first.
+
+        A persistent node is nobody's candidacy, and a node created after ours (higher
+        czxid) lied about its place with its name: both are skipped, not waited on, and
+        reported to ``ignored(node, why)``. The stat comes with the watch we set anyway, so
+        checking costs no request.
+        """
+        if self.czxid is None and self.node is not None:
+            stat = await self.zk.exists(self.node)
+            if stat is None:
+                raise NoNodeError(f"our node {self.node} is gone")
+            self.czxid = stat.czxid
+        for node in reversed(preceding):
+            try:
+                _, stat, gone = await self.zk.watched_get(node)
+            except NoNodeError:
+                continue
+            if stat.ephemeral_owner == 0 or (self.czxid is not None and stat.czxid > self.czxid):
+                gone.cancel()
+                ignored(node, "persistent" if stat.ephemeral_owner == 0 else "created after ours")
+                continue
+            return gone, node
+        return None
 
     async def leave(self) -> None:
         """Delete our node (best effort: a closed session deletes it anyway)."""

@@ -17,19 +17,22 @@ Callback contract (write it on the wall):
 
 Nothing here knows about processes or HTTP; the daemon consumes :meth:`Election.changes`
 or :meth:`Election.add_listener`.
+
+This module is the state machine and the loop that drives the recipe. The rest lives
+apart: the recipe's node and queue (:mod:`.candidacy`), who should lead and when to hand
+over (:mod:`.priority`, pure), the step-down and handover documents (:mod:`.protocol`),
+the event streams (:mod:`.broadcast`), the callback contract (:mod:`._callbacks`), the
+argument checks (:mod:`._options`) and the records it emits (:mod:`.transitions`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import inspect
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from election_daemon.errors import (
@@ -44,29 +47,23 @@ from election_daemon.errors import (
     ZooKeeperError,
 )
 from election_daemon.library import protocol
-from election_daemon.library._zk import GuardFailedError, Stat, ZKClient, ZooKeeper, first_of
+from election_daemon.library._callbacks import Callbacks
+from election_daemon.library._options import election_options
+from election_daemon.library._zk import GuardFailedError, ZKClient, ZooKeeper, first_of
 from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import (
     Candidacy,
+    OwnNode,
     Participant,
     Position,
-    encode_node_data,
     parse_contenders,
     read_queue,
 )
-from election_daemon.library.limits import (
-    CONNECT_TIMEOUT_RANGE_S,
-    SESSION_TIMEOUT_RANGE_S,
-    check_identity,
-    check_priority,
-    check_seconds,
-    default_identity,
-    parse_hosts,
-    validate_election_path,
-)
+from election_daemon.library.limits import validate_election_path
 from election_daemon.library.priority import MAX_REMEMBERED, PriorityPolicy
-from election_daemon.library.recipes import Recipe, our_recipe
+from election_daemon.library.recipes import Recipe
 from election_daemon.library.session import Session, SessionChange, SessionState
+from election_daemon.library.transitions import ElectionState, Term, Transition
 
 __all__ = ["Election", "ElectionState", "Term", "Transition"]
 
@@ -81,76 +78,6 @@ _FAILURE_BACKOFF_S = 0.1
 _MAX_FAILURES = 5
 # Failures further apart than this many session timeouts are not "in a row".
 _FAILURES_FORGOTTEN_T = 10
-
-
-class ElectionState(enum.Enum):
-    """Where this participant stands. Only LEADING means "do the leader's work"."""
-
-    IDLE = "idle"
-    """Not started."""
-    JOINING = "joining"
-    """Connecting, or putting our node in the queue."""
-    FOLLOWING = "following"
-    """In the queue, waiting for the node before ours to go."""
-    LEADING = "leading"
-    """First in the queue, node owned by our live session, lease valid."""
-    SUSPENDED = "suspended"
-    """Session in doubt: not leading; will re-verify our node before leading again."""
-    STOPPED = "stopped"
-    """Left the election for good."""
-
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    """One term of leadership. ``token`` strictly increases from term to term.
-
-    The token is the czxid of the winning node: assigned by ZooKeeper's consensus, it grows
-    across leader changes, session expiry, ZooKeeper leader changes and re-creation of the
-    election path (sequence numbers restart; czxids do not). Leadership that resumes on the
-    same node after a brief suspension keeps its token: nobody can have led in between.
-    """
-
-    token: int
-    node: str
-    path: str
-    identity: str
-    session_id: int
-    started_at: float
-    started_monotonic: float
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One edge of the election's state machine: the log schema's record."""
-
-    event: str
-    state: ElectionState
-    previous_state: ElectionState
-    reason: str | None
-    path: str
-    id: str
-    node: str | None
-    token: int | None
-    session_id: int | None
-    timestamp: float
-    monotonic_s: float
-    error: BaseException | None = None
-    """The exception behind an ``internal_error`` event (not part of the log schema's keys)."""
-
-    def log_fields(self) -> dict[str, Any]:
-        """The fixed keys of the log schema (``timestamp`` is added by the logger)."""
-        return {
-            "event": self.event,
-            "state": self.state.value,
-            "previous_state": self.previous_state.value,
-            "reason": self.reason,
-            "path": self.path,
-            "id": self.id,
-            "node": self.node,
-            "token": self.token,
-            "session_id": f"0x{self.session_id:x}" if self.session_id else None,
-            "monotonic_s": round(self.monotonic_s, 6),
-        }
 
 
 ElectedCallback = Callable[[Term], Awaitable[None] | None]
@@ -195,45 +122,38 @@ class Election:
         priority_stable_s: float | None = None,
         recipe: Recipe | str = Recipe.NATIVE,
     ) -> None:
-        if session_timeout_s is not None and session_timeout is not None:
-            raise ConfigError("session_timeout_s", "give session_timeout_s or session_timeout, not both")
-        timeout_s = session_timeout_s if session_timeout_s is not None else session_timeout
-        timeout_s = check_seconds(
-            "session_timeout_s", 10.0 if timeout_s is None else timeout_s, SESSION_TIMEOUT_RANGE_S
+        options = election_options(
+            hosts,
+            path,
+            identity=identity,
+            data=data,
+            session_timeout_s=session_timeout_s,
+            session_timeout=session_timeout,
+            has_client=client is not None,
+            connect_timeout_s=connect_timeout_s,
+            priority=priority,
+            priority_stable_s=priority_stable_s,
+            recipe=recipe,
         )
-        connect_timeout_s = check_seconds("connect_timeout_s", connect_timeout_s, CONNECT_TIMEOUT_RANGE_S)
-        check_priority(priority)
-        if priority_stable_s is not None:
-            priority_stable_s = check_seconds("priority_stable_s", priority_stable_s, (0.0, 86400.0))
-        self.recipe = our_recipe(recipe)
-        if self.recipe is not Recipe.NATIVE and (priority or data is not None):
-            raise ConfigError(
-                "priority" if priority else "data",
-                f"the {self.recipe.value} recipe keeps only the identity in a node: no data or priority",
-            )
-        self._servers: tuple[tuple[str, int], ...] = ()
-        self._chroot: str | None = None
-        if client is None:
-            if not isinstance(hosts, str):
-                raise ConfigError("hosts", f"give a ZooKeeper connect string or a client, not {hosts!r}")
-            self._servers, self._chroot = parse_hosts(hosts)
-        self.path = validate_election_path(path)
-        self.identity = check_identity(default_identity() if identity is None else identity)
-        self._payload = encode_node_data(self.identity, data, self.recipe)
+        self.recipe = options.recipe
+        self._servers, self._chroot = options.servers, options.chroot
+        self.path = options.path
+        self.identity = options.identity
+        self._payload = options.payload
         self.data = data
-        self.requested_session_timeout_s = float(timeout_s)
+        self.requested_session_timeout_s = options.session_timeout_s
         self.priority = priority
         # Who should lead, when to hand over, and the bound on moves (see .priority).
         self._policy = PriorityPolicy(
             self.path,
             priority,
-            stable_s=priority_stable_s,
+            stable_s=options.priority_stable_s,
             session_timeout_s=self.requested_session_timeout_s,
         )
         self._ignored: set[str] = set()
         self._failures = 0
         self._last_failure_at = -math.inf
-        self._connect_timeout_s = connect_timeout_s
+        self._connect_timeout_s = options.connect_timeout_s
         self._client = client
         self._session: Session | None = None
 
@@ -243,9 +163,8 @@ class Election:
         self._elected_callbacks: list[ElectedCallback] = []
         self._revoked_callbacks: list[RevokedCallback] = []
         self._listeners: list[Listener] = []
+        self._callbacks = Callbacks(_log)
         self._transitions: Broadcast[Transition] = Broadcast()
-        self._callback_tasks: set[asyncio.Task[Any]] = set()
-        self._revoke_tasks: set[asyncio.Task[Any]] = set()
         self._task: asyncio.Task[None] | None = None
         self._leading = asyncio.Event()
         self._joined = asyncio.Event()
@@ -419,7 +338,7 @@ class Election:
             # wait(), not await: a loop that died has been dealt with by _loop_ended.
             await asyncio.wait([self._task])
             self._task = None
-        await self._await_revoke_callbacks()
+        await self._callbacks.revoked_done()
         session = self._session
         if session is not None and self._candidacy is not None and session.is_connected():
             with contextlib.suppress(ElectionError, TimeoutError):
@@ -497,11 +416,7 @@ class Election:
             monotonic_s=time.monotonic(),
             error=error,
         )
-        for listener in list(self._listeners):
-            try:
-                listener(transition)
-            except Exception:
-                _log.exception("election listener failed")
+        self._callbacks.notify(self._listeners, transition)
         self._transitions.publish(transition)
 
     def _emit_session_event(self, event: str, reason: str) -> None:
@@ -511,37 +426,14 @@ class Election:
     def _elect(self, term: Term) -> None:
         self._term = term
         self._set(ElectionState.LEADING, "elected", None)
-        for callback in self._elected_callbacks:
-            self._invoke(callback, term, self._callback_tasks)
+        self._callbacks.run(self._elected_callbacks, term)
 
     def _revoke(self, reason: str, to: ElectionState) -> None:
         if self._state is not ElectionState.LEADING:
             return
         self._set(to, "revoked", reason)
         self._term = None
-        for callback in self._revoked_callbacks:
-            self._invoke(callback, reason, self._revoke_tasks)
-
-    def _invoke(self, callback: Callable[[Any], Any], arg: Any, tasks: set[asyncio.Task[Any]]) -> None:
-        try:
-            result = callback(arg)
-        except Exception:
-            _log.exception("election callback %r failed", callback)
-            return
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            tasks.add(task)
-            task.add_done_callback(lambda t: self._callback_done(t, tasks))
-
-    @staticmethod
-    def _callback_done(task: asyncio.Task[Any], tasks: set[asyncio.Task[Any]]) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("election callback failed", exc_info=task.exception())
-
-    async def _await_revoke_callbacks(self) -> None:
-        if self._revoke_tasks:
-            await asyncio.wait(list(self._revoke_tasks))
+        self._callbacks.run(self._revoked_callbacks, reason, revoking=True)
 
     # -- reacting to the session ------------------------------------------------------
 
@@ -684,9 +576,7 @@ class Election:
         """Delete our node in the background: a node nobody waits with must not block others."""
         candidacy, self._candidacy = self._candidacy, None
         if candidacy is not None and candidacy.node is not None:
-            task = asyncio.ensure_future(candidacy.leave())
-            self._callback_tasks.add(task)
-            task.add_done_callback(self._callback_tasks.discard)
+            self._callbacks.spawn(candidacy.leave())
 
     def _fail(self, error: ElectionError, reason: str, *, cause: BaseException | None = None) -> None:
         """Stop for good: revoke, the ``failed`` event, and every waiter told why."""
@@ -720,20 +610,20 @@ class Election:
     async def _contend(self, candidacy: Candidacy) -> None:
         """Follow, then lead, while the session stays connected; returns when it does not."""
         session = self.session
-        own: _OwnNode | None = None
+        own: OwnNode | None = None
         predecessor_went = False
         while session.is_connected():
             if predecessor_went:
                 # We are probably first now: read the queue and our own node in one round
                 # trip. Failover time is what users measure us by.
-                position, fresh = await asyncio.gather(candidacy.position(), self._read_own(candidacy))
+                position, fresh = await asyncio.gather(candidacy.position(), candidacy.read_own())
                 own = fresh
                 if fresh.node != position.node:  # an orphan of ours was older: lead with that
                     fresh.cancel()
                     own = None
             else:
                 position = await candidacy.position()
-            predecessor = await self._arm_predecessor_watch(candidacy, position.preceding)
+            predecessor = await candidacy.watch_predecessor(position.preceding, self._ignore)
             if predecessor is not None:
                 if own is not None:
                     own.cancel()
@@ -749,45 +639,11 @@ class Election:
             await self._lead(candidacy, position, own)
             return
 
-    async def _read_own(self, candidacy: Candidacy) -> _OwnNode:
-        """Our node: owner, data and czxid, watched from now on."""
-        node = candidacy.node
-        assert node is not None
-        raw, stat, change = await candidacy.zk.watched_get(node)
-        return _OwnNode(node, change, raw, stat)
-
     def _set_following(self) -> None:
         if self._state is ElectionState.SUSPENDED:
             self._set(ElectionState.FOLLOWING, "resumed", None)
         elif self._state is ElectionState.JOINING:
             self._set(ElectionState.FOLLOWING, "joined", None)
-
-    async def _arm_predecessor_watch(
-        self, candidacy: Candidacy, preceding: tuple[str, ...]
-    ) -> tuple[asyncio.Future[None], str] | None:
-        """Watch the nearest genuine live contender before ours; None when we are first.
-
-        A persistent node is nobody's candidacy, and a node created after ours (higher
-        czxid) lied about its place with its name: both are skipped, not waited on. The
-        stat comes with the watch we set anyway, so checking costs no request.
-        """
-        zk = candidacy.zk
-        if candidacy.czxid is None and candidacy.node is not None:
-            stat = await zk.exists(candidacy.node)
-            if stat is None:
-                raise NoNodeError(f"our node {candidacy.node} is gone")
-            candidacy.czxid = stat.czxid
-        for node in reversed(preceding):
-            try:
-                _, stat, gone = await zk.watched_get(node)
-            except NoNodeError:
-                continue
-            if stat.ephemeral_owner == 0 or (candidacy.czxid is not None and stat.czxid > candidacy.czxid):
-                gone.cancel()
-                self._ignore(node, "persistent" if stat.ephemeral_owner == 0 else "created after ours")
-                continue
-            return gone, node
-        return None
 
     def _ignore(self, node: str, why: str) -> None:
         """Log a node we do not obey, once per node (the set is pruned, never unbounded)."""
@@ -806,11 +662,11 @@ class Election:
             return False
         return True
 
-    async def _lead(self, candidacy: Candidacy, position: Position, own: _OwnNode | None) -> None:
+    async def _lead(self, candidacy: Candidacy, position: Position, own: OwnNode | None) -> None:
         """Lead while our node, its owner and the session hold; hand over or resign on request."""
         session = self.session
         if own is None:
-            own = await self._read_own(candidacy)
+            own = await candidacy.read_own()
         try:
             handover = (
                 await protocol.read_handover(candidacy.zk, self.path) if position.path_has_data else None
@@ -841,9 +697,9 @@ class Election:
             if not await self._hold_office(candidacy, own):
                 return
             # Our node changed or went, or the queue changed: read it again (NoNodeError revokes).
-            own = await self._read_own(candidacy)
+            own = await candidacy.read_own()
 
-    def _take_office(self, candidacy: Candidacy, own: _OwnNode) -> None:
+    def _take_office(self, candidacy: Candidacy, own: OwnNode) -> None:
         self._set_following()
         self._elect(
             Term(
@@ -857,7 +713,7 @@ class Election:
             )
         )
 
-    async def _hold_office(self, candidacy: Candidacy, own: _OwnNode) -> bool:
+    async def _hold_office(self, candidacy: Candidacy, own: OwnNode) -> bool:
         """Wait, leading, for the next change of our node, the queue or the session.
 
         Hands over to a preferred contender once it has waited long enough. Returns whether
@@ -927,7 +783,7 @@ class Election:
 
     async def _resign(self, candidacy: Candidacy, reason: str) -> None:
         self._revoke(reason, ElectionState.JOINING)
-        await self._await_revoke_callbacks()
+        await self._callbacks.revoked_done()
         await candidacy.leave()
         self._candidacy = None
         self._policy.left_the_lead()
@@ -947,20 +803,6 @@ class Election:
             for fut in requests:
                 if not fut.done():
                     fut.set_result(None)
-
-
-@dataclass(slots=True)
-class _OwnNode:
-    """What leading needs to know of our own node, and the watch on it."""
-
-    node: str
-    change: asyncio.Future[None]
-    raw: bytes
-    stat: Stat
-
-    def cancel(self) -> None:
-        """Stop watching our node (we are not leading with it, or not yet)."""
-        self.change.cancel()
 
 
 def _timer(delay_s: float) -> asyncio.Future[None]:

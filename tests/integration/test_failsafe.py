@@ -39,8 +39,8 @@ class Fatal(BaseException):
 STEPS: list[tuple[Any, str]] = [
     (candidacy_module.Candidacy, "join"),
     (candidacy_module.Candidacy, "position"),
-    (election_module.Election, "_arm_predecessor_watch"),
-    (election_module.Election, "_read_own"),
+    (candidacy_module.Candidacy, "watch_predecessor"),
+    (candidacy_module.Candidacy, "read_own"),
     (protocol_module, "read_handover"),
     (election_module.Election, "_defer_to_another"),
     (election_module.Election, "_elect"),

@@ -134,4 +134,3 @@ def test_our_data_is_held_to_the_same_limits() -> None:
     for bad in (float("nan"), float("inf"), nested, {1, 2}):
         with pytest.raises(ConfigError, match="data"):
             encode_node_data("h:1", bad)
-

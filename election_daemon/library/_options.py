@@ -1,0 +1,94 @@
+"""Every argument of :class:`~.election.Election`, checked up front (``ConfigError`` names the field)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from election_daemon.errors import ConfigError
+from election_daemon.library.candidacy import encode_node_data
+from election_daemon.library.limits import (
+    CONNECT_TIMEOUT_RANGE_S,
+    SESSION_TIMEOUT_RANGE_S,
+    check_identity,
+    check_priority,
+    check_seconds,
+    default_identity,
+    parse_hosts,
+    validate_election_path,
+)
+from election_daemon.library.recipes import Recipe, our_recipe
+
+__all__ = ["ElectionOptions", "election_options"]
+
+PRIORITY_STABLE_RANGE_S = (0.0, 86400.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionOptions:
+    """An election's checked arguments."""
+
+    servers: tuple[tuple[str, int], ...]
+    chroot: str | None
+    path: str
+    identity: str
+    recipe: Recipe
+    payload: bytes
+    """Our node's data: the identity and ``data``, as the recipe stores them."""
+    session_timeout_s: float
+    connect_timeout_s: float
+    priority: int
+    priority_stable_s: float | None
+
+
+def election_options(
+    hosts: str | None,
+    path: str,
+    *,
+    identity: str | None,
+    data: Any,
+    session_timeout_s: float | None,
+    session_timeout: float | None,
+    has_client: bool,
+    connect_timeout_s: float,
+    priority: int,
+    priority_stable_s: float | None,
+    recipe: Recipe | str,
+) -> ElectionOptions:
+    """Check every argument of ``Election(...)``; raises :class:`ConfigError` for the first bad one."""
+    if session_timeout_s is not None and session_timeout is not None:
+        raise ConfigError("session_timeout_s", "give session_timeout_s or session_timeout, not both")
+    timeout_s = session_timeout_s if session_timeout_s is not None else session_timeout
+    timeout_s = check_seconds(
+        "session_timeout_s", 10.0 if timeout_s is None else timeout_s, SESSION_TIMEOUT_RANGE_S
+    )
+    connect_timeout_s = check_seconds("connect_timeout_s", connect_timeout_s, CONNECT_TIMEOUT_RANGE_S)
+    check_priority(priority)
+    if priority_stable_s is not None:
+        priority_stable_s = check_seconds("priority_stable_s", priority_stable_s, PRIORITY_STABLE_RANGE_S)
+    checked_recipe = our_recipe(recipe)
+    if checked_recipe is not Recipe.NATIVE and (priority or data is not None):
+        raise ConfigError(
+            "priority" if priority else "data",
+            f"the {checked_recipe.value} recipe keeps only the identity in a node: no data or priority",
+        )
+    servers: tuple[tuple[str, int], ...] = ()
+    chroot: str | None = None
+    if not has_client:
+        if not isinstance(hosts, str):
+            raise ConfigError("hosts", f"give a ZooKeeper connect string or a client, not {hosts!r}")
+        servers, chroot = parse_hosts(hosts)
+    path = validate_election_path(path)
+    identity = check_identity(default_identity() if identity is None else identity)
+    return ElectionOptions(
+        servers=servers,
+        chroot=chroot,
+        path=path,
+        identity=identity,
+        recipe=checked_recipe,
+        payload=encode_node_data(identity, data, checked_recipe),
+        session_timeout_s=float(timeout_s),
+        connect_timeout_s=connect_timeout_s,
+        priority=priority,
+        priority_stable_s=priority_stable_s,
+    )
