@@ -307,3 +307,15 @@ async def test_guarded_set_says_why_it_refused(zk_hosts: str, zk_path: str) -> N
         with pytest.raises(NoNodeError):
             await es[0].guarded_set(f"{zk_path}-missing", b"x")
         assert es[0].is_leader
+
+
+async def test_changes_are_subscribed_at_the_call_and_end_with_stop(zk_hosts: str, zk_path: str) -> None:
+    e = Election(zk_hosts, zk_path, identity="solo", session_timeout_s=T)
+    changes = e.changes()  # taken before start(), iterated after: nothing is missed
+    await e.start()
+    await e.wait_for_leadership(10)
+    await e.stop()
+    events = [t.event async for t in changes]
+    assert events[0] == "starting"
+    assert "elected" in events and events[-1] == "stopped"
+    assert [t async for t in e.changes()] == []  # taken after the end: ends at once
