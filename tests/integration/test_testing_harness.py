@@ -71,6 +71,7 @@ async def test_single_server_serves_a_client(zk: ZooKeeperEnsemble, zk_hosts: st
         await zk_client.create(f"{zk_path}/node", data=b"hello")
         assert await zk_client.get_data(f"{zk_path}/node") == b"hello"
         session_id = zk_client.session.session_id
+        assert session_id is not None
         assert await asyncio.to_thread(zk.server_of_session, session_id) is server
     assert server.log_path.read_text().strip(), "ZooKeeper's own log is written"
 
@@ -93,8 +94,10 @@ async def test_ensemble_elects_one_leader_and_survives_losing_it(
     assert new_leader is not old_leader
     async with client(zk_ensemble.hosts) as zk_client:
         await zk_client.ensure_path(zk_path)
-        connected = zk_ensemble.server_for_client_port(zk_client.session.conn.port)
-        server = await asyncio.to_thread(zk_ensemble.server_of_session, zk_client.session.session_id)
+        conn, session_id = zk_client.session.conn, zk_client.session.session_id
+        assert conn is not None and session_id is not None
+        connected = zk_ensemble.server_for_client_port(conn.port)
+        server = await asyncio.to_thread(zk_ensemble.server_of_session, session_id)
         assert server is connected
 
     await asyncio.to_thread(old_leader.start)  # a quorum is up: start() waits until it serves
@@ -205,6 +208,7 @@ async def test_expire_session_deletes_the_ephemeral_nodes(zk_hosts: str, zk_path
         await observer.ensure_path(zk_path)
         await victim.create(f"{zk_path}/ephemeral", ephemeral=True)
         session_id, password = victim.session.session_id, victim.session.password
+        assert session_id is not None
 
         await asyncio.to_thread(expire_session, zk_hosts, session_id, password)
 
