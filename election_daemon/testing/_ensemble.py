@@ -6,15 +6,17 @@ import atexit
 import errno
 import os
 import random
+import re
 import shutil
 import socket
+import ssl
 import tempfile
 import threading
 import time
 import weakref
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self, get_args
 
 from election_daemon.errors import ConfigError
 from election_daemon.testing._errors import ZooKeeperStartError
@@ -22,8 +24,11 @@ from election_daemon.testing._install import ZooKeeperInstall, find_zookeeper
 from election_daemon.testing._peer_proxy import ElectionPortProxy
 from election_daemon.testing._proxy import TcpProxy
 from election_daemon.testing._server import ZooKeeperServer, wait_for
+from election_daemon.testing._tls import CertKey, TlsFiles, digest_id
 
-__all__ = ["ZooKeeperEnsemble"]
+__all__ = ["ClientAuth", "ZooKeeperEnsemble"]
+
+ClientAuth = Literal["need", "want", "none"]
 
 # ZooKeeper counts these in ticks. With the default 200 ms tick: followers have 2 s to connect
 # and sync to a new leader, and a server that hears nothing from its leader (or a leader from
@@ -47,6 +52,8 @@ _JVM_OPTIONS = (
     f"-Dzookeeper.fastleader.maxNotificationInterval={_MAX_NOTIFICATION_INTERVAL_MS}",
 )
 _PORT_ATTEMPTS = 3
+_NETTY_FACTORY = "org.apache.zookeeper.server.NettyServerCnxnFactory"
+_X509_PROVIDER = "org.apache.zookeeper.server.auth.X509AuthenticationProvider"
 _LOG_PATTERN = "%d{ISO8601} %-5p [myid:%X{myid}] [%t:%c{1}] - %m%n"
 _LOG4J_PROPERTIES = f"""\
 log4j.rootLogger=INFO, FILE
@@ -97,6 +104,25 @@ class ZooKeeperEnsemble:
     dialer's real one. The election-port proxies therefore rewrite that address to the
     dialer's host name, which the peer resolves to the proxy for the reverse direction.
 
+    Security (client connections only: quorum traffic stays plain):
+
+    - ``tls``: a :class:`TlsFiles` bundle (see :func:`make_tls_files`). Each server then also
+      serves TLS on a ``secureClientPort`` (``secure_hosts``), with the Netty connection factory,
+      ``tls.server`` (or ``server_cert``) as its PEM key store and ``tls.ca`` as its trust store.
+      ``plain_port=False`` drops the plain port (``hosts`` then raises; the harness's own
+      four-letter words go over TLS, presenting ``tls.client``).
+    - ``client_auth``: ``ssl.clientAuth``: ``need`` (a client without a certificate the CA
+      signed is refused), ``want`` (a certificate is asked for, not required) or ``none``.
+    - ``x509_auth``: registers the X509 authentication provider (``authProvider.x509``): a
+      client presenting a certificate is authenticated as its subject, ACL ``x509:<subject>``
+      (:attr:`CertKey.x509_id`). ZooKeeper 3.8 registers it by itself whenever it serves TLS;
+      this writes the line explicitly.
+    - ``enforce_auth``: schemes of which a session must have authenticated with one before its
+      first request (``enforce.auth.enabled``, ``enforce.auth.schemes``), e.g.
+      ``("digest", "x509")``; others are closed. Digest needs no server configuration: clients
+      authenticate with ``addauth digest user:password`` and ACLs name :func:`digest_id` ids.
+    - ``superuser``: ``(user, password)`` of a digest super user, who passes every ACL.
+
     Blocking methods: async code calls them through ``asyncio.to_thread``.
     """
 
@@ -110,6 +136,13 @@ class ZooKeeperEnsemble:
         base_dir: str | os.PathLike[str] | None = None,
         quorum_proxies: bool = False,
         start_timeout_s: float = 60.0,
+        tls: TlsFiles | None = None,
+        client_auth: ClientAuth = "need",
+        x509_auth: bool = False,
+        enforce_auth: tuple[str, ...] = (),
+        plain_port: bool = True,
+        superuser: tuple[str, str] | None = None,
+        server_cert: CertKey | None = None,
     ) -> None:
         if size < 1:
             raise ConfigError("size", f"an ensemble needs at least one server, got {size}")
@@ -129,12 +162,27 @@ class ZooKeeperEnsemble:
             raise ConfigError("max_session_timeout_ms", "must be at least min_session_timeout_ms")
         if start_timeout_s <= 0:
             raise ConfigError("start_timeout_s", f"must be positive, got {start_timeout_s}")
+        _check_security(
+            tls=tls,
+            client_auth=client_auth,
+            x509_auth=x509_auth,
+            enforce_auth=enforce_auth,
+            plain_port=plain_port,
+            server_cert=server_cert,
+        )
         self.size = size
         self.tick_time_ms = tick_time_ms
         self.min_session_timeout_ms = min_session_timeout_ms
         self.max_session_timeout_ms = max_session_timeout_ms
         self.quorum_proxies = quorum_proxies
         self.start_timeout_s = start_timeout_s
+        self.tls = tls
+        self.client_auth: ClientAuth = client_auth
+        self.x509_auth = x509_auth
+        self.enforce_auth = tuple(enforce_auth)
+        self.plain_port = plain_port
+        self.superuser = superuser
+        self.server_cert = server_cert if server_cert is not None or tls is None else tls.server
         self._base_dir = base_dir
         self._install: ZooKeeperInstall = find_zookeeper()
         self._directory: Path | None = None
@@ -144,9 +192,11 @@ class ZooKeeperEnsemble:
         self._closed = False
 
     def __repr__(self) -> str:
-        return (
-            f"<ZooKeeperEnsemble size={self.size} hosts={self.hosts if self._servers else '(not started)'}>"
-        )
+        if not self._servers:
+            return f"<ZooKeeperEnsemble size={self.size} hosts=(not started)>"
+        where = [f"hosts={self.hosts}"] if self.plain_port else []
+        where += [f"secure_hosts={self.secure_hosts}"] if self.tls is not None else []
+        return f"<ZooKeeperEnsemble size={self.size} {' '.join(where)}>"
 
     # Lifecycle
 
@@ -193,8 +243,13 @@ class ZooKeeperEnsemble:
 
     @property
     def hosts(self) -> str:
-        """The client connect string: ``127.0.0.1:p1,127.0.0.1:p2,...``."""
+        """The client connect string: ``127.0.0.1:p1,127.0.0.1:p2,...`` (plain ports)."""
         return ",".join(server.address for server in self.servers)
+
+    @property
+    def secure_hosts(self) -> str:
+        """The connect string of the TLS ports; RuntimeError if the ensemble serves no TLS."""
+        return ",".join(server.secure_address for server in self.servers)
 
     @property
     def servers(self) -> list[ZooKeeperServer]:
@@ -212,7 +267,7 @@ class ZooKeeperEnsemble:
     def server_for_client_port(self, port: int) -> ZooKeeperServer:
         """The server listening for clients on ``port``; KeyError if none."""
         for server in self.servers:
-            if server.client_port == port:
+            if port in (server.secure_client_port, server.client_port if server.has_plain_port else None):
                 return server
         raise KeyError(port)
 
@@ -305,7 +360,8 @@ class ZooKeeperEnsemble:
             if self.quorum_proxies
             else []
         )
-        client_ports = [_pick_port() for _ in myids]
+        client_ports = [_pick_port() if self.plain_port else None for _ in myids]
+        secure_ports = [_pick_port() if self.tls is not None else None for _ in myids]
         # Quorum and election ports must also be free on the proxies' addresses: they listen on them.
         peer_ports = {myid: (_pick_port(proxy_hosts), _pick_port(proxy_hosts)) for myid in myids}
         if self.quorum_proxies:
@@ -317,7 +373,11 @@ class ZooKeeperEnsemble:
             (server_dir / "data").mkdir(parents=True)
             (server_dir / "data" / "myid").write_text(f"{myid}\n")
             (server_dir / "zoo.cfg").write_text(
-                config.format(data_dir=server_dir / "data", client_port=client_ports[index])
+                config.format(
+                    data_dir=server_dir / "data",
+                    client_port=client_ports[index],
+                    secure_client_port=secure_ports[index],
+                )
             )
             (server_dir / "hosts").write_text(self._hosts_file(myid))
             options = (
@@ -326,6 +386,7 @@ class ZooKeeperEnsemble:
                 f"-Dzookeeper.log.dir={server_dir}",
                 f"-Dlog4j.configuration={(directory / 'log4j.properties').as_uri()}",
                 f"-Dlogback.configurationFile={directory / 'logback.xml'}",
+                *self._security_jvm_options(),
             )
             self._servers.append(
                 ZooKeeperServer(
@@ -334,6 +395,8 @@ class ZooKeeperEnsemble:
                     directory=server_dir,
                     command=self._install.command(options, server_dir / "zoo.cfg"),
                     peers=self._servers,
+                    secure_client_port=secure_ports[index],
+                    ssl_context=self._probe_context(),
                 )
             )
         for server in self._servers:
@@ -381,8 +444,6 @@ class ZooKeeperEnsemble:
             f"initLimit={_INIT_LIMIT_TICKS}",
             f"syncLimit={_SYNC_LIMIT_TICKS}",
             "dataDir={data_dir}",
-            "clientPort={client_port}",
-            "clientPortAddress=127.0.0.1",
             "maxClientCnxns=0",
             "admin.enableServer=false",
             "4lw.commands.whitelist=*",
@@ -392,6 +453,9 @@ class ZooKeeperEnsemble:
             "forceSync=no",
             "preAllocSize=1024",
         ]
+        if self.plain_port:
+            lines += ["clientPort={client_port}", "clientPortAddress=127.0.0.1"]
+        lines += self._security_config()
         if self.min_session_timeout_ms is not None:
             lines.append(f"minSessionTimeout={self.min_session_timeout_ms}")
         if self.max_session_timeout_ms is not None:
@@ -399,6 +463,41 @@ class ZooKeeperEnsemble:
         if self.size > 1:
             lines += [f"server.{myid}={_host_name(myid)}:{q}:{e}" for myid, (q, e) in peer_ports.items()]
         return "\n".join(lines) + "\n"
+
+    def _security_config(self) -> list[str]:
+        """zoo.cfg lines for TLS and authentication, ``{secure_client_port}`` left to fill in.
+
+        ZooKeeper turns the keys it does not know into ``zookeeper.<key>`` system properties.
+        """
+        lines: list[str] = []
+        if self.tls is not None:
+            assert self.server_cert is not None  # set from tls in __init__
+            lines += [
+                "secureClientPort={secure_client_port}",
+                "secureClientPortAddress=127.0.0.1",
+                f"serverCnxnFactory={_NETTY_FACTORY}",
+                f"ssl.keyStore.location={_literal(self.server_cert.keystore)}",
+                "ssl.keyStore.type=PEM",
+                f"ssl.trustStore.location={_literal(self.tls.ca)}",
+                "ssl.trustStore.type=PEM",
+                f"ssl.clientAuth={self.client_auth}",
+            ]
+        if self.x509_auth:
+            lines.append(f"authProvider.x509={_X509_PROVIDER}")
+        if self.enforce_auth:
+            lines += ["enforce.auth.enabled=true", f"enforce.auth.schemes={','.join(self.enforce_auth)}"]
+        return lines
+
+    def _security_jvm_options(self) -> tuple[str, ...]:
+        if self.superuser is None:
+            return ()
+        return (f"-Dzookeeper.DigestAuthenticationProvider.superDigest={digest_id(*self.superuser)}",)
+
+    def _probe_context(self) -> ssl.SSLContext | None:
+        """For the harness's four-letter words over TLS, when there is no plain port."""
+        if self.plain_port or self.tls is None:
+            return None
+        return self.tls.client_context(self.tls.client, check_hostname=False)
 
     def _hosts_file(self, own_myid: int) -> str:
         lines = ["127.0.0.1 localhost", f"127.0.0.1 {socket.gethostname()}"]
@@ -421,6 +520,42 @@ class ZooKeeperEnsemble:
 def _close_forgotten_ensembles() -> None:
     for ensemble in list(_unclosed):
         ensemble.close()
+
+
+def _literal(path: Path) -> str:
+    """``path`` escaped for str.format."""
+    return str(path).replace("{", "{{").replace("}", "}}")
+
+
+def _check_security(
+    *,
+    tls: TlsFiles | None,
+    client_auth: str,
+    x509_auth: bool,
+    enforce_auth: tuple[str, ...],
+    plain_port: bool,
+    server_cert: CertKey | None,
+) -> None:
+    if client_auth not in get_args(ClientAuth):
+        raise ConfigError(
+            "client_auth", f"must be one of {', '.join(get_args(ClientAuth))}, got {client_auth!r}"
+        )
+    if tls is None:
+        if not plain_port:
+            raise ConfigError("plain_port", "a server without TLS needs its plain port")
+        if x509_auth:
+            raise ConfigError("x509_auth", "X509 authentication needs TLS (tls=...)")
+        if server_cert is not None:
+            raise ConfigError("server_cert", "a server certificate needs TLS (tls=...)")
+    if isinstance(enforce_auth, str):
+        raise ConfigError(
+            "enforce_auth", f"a tuple of schemes, e.g. ('digest',), not the string {enforce_auth!r}"
+        )
+    for scheme in enforce_auth:
+        if not re.fullmatch(r"[a-z0-9]+", scheme):
+            raise ConfigError("enforce_auth", f"not an authentication scheme: {scheme!r}")
+    if "x509" in enforce_auth and tls is None:
+        raise ConfigError("enforce_auth", "the x509 scheme needs TLS (tls=...)")
 
 
 class _PortTakenError(Exception):

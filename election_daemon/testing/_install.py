@@ -19,9 +19,17 @@ _INSTALL_HINT = (
 )
 
 _DEBIAN_JAVA_DIR = Path("/usr/share/java")
-# Debian's zookeeper.jar names its dependencies in its manifest Class-Path, but not a logging
-# binding: without these two jars the server logs nothing at all.
-_DEBIAN_LOGGING_JARS = ("slf4j-log4j12.jar", "log4j-1.2.jar")
+# Debian's zookeeper.jar names its dependencies in its manifest Class-Path, but neither a logging
+# binding (without those two jars the server logs nothing at all) nor all of Netty: the Netty
+# connection factory, which serves TLS (secureClientPort), also needs codec, resolver and
+# unix-common, or every TLS connection fails with NoClassDefFoundError.
+_DEBIAN_COMPANION_JARS = (
+    "slf4j-log4j12.jar",
+    "log4j-1.2.jar",
+    "netty-codec.jar",
+    "netty-resolver.jar",
+    "netty-transport-native-unix-common.jar",
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ def _find_classpath() -> tuple[tuple[str, ...], str]:
         jar_path = Path(jar)
         if not jar_path.is_file():
             raise ZooKeeperNotFoundError(f"ZOOKEEPER_JAR={jar} is not a file: {_INSTALL_HINT}")
-        return (str(jar_path), *_logging_jars(jar_path.parent)), f"ZOOKEEPER_JAR={jar}"
+        return (str(jar_path), *_companion_jars(jar_path.parent)), f"ZOOKEEPER_JAR={jar}"
     if home := os.environ.get("ZOOKEEPER_HOME"):
         home_path = Path(home)
         jars = sorted(home_path.glob("lib/*.jar")) + sorted(home_path.glob("*.jar"))
@@ -73,12 +81,12 @@ def _find_classpath() -> tuple[tuple[str, ...], str]:
         return tuple(str(path) for path in jars), f"ZOOKEEPER_HOME={home}"
     debian_jar = _DEBIAN_JAVA_DIR / "zookeeper.jar"
     if debian_jar.is_file():
-        return (str(debian_jar), *_logging_jars(_DEBIAN_JAVA_DIR)), "Debian package"
+        return (str(debian_jar), *_companion_jars(_DEBIAN_JAVA_DIR)), "Debian package"
     raise ZooKeeperNotFoundError(f"ZooKeeper not found: {_INSTALL_HINT}")
 
 
-def _logging_jars(directory: Path) -> tuple[str, ...]:
-    return tuple(str(directory / name) for name in _DEBIAN_LOGGING_JARS if (directory / name).is_file())
+def _companion_jars(directory: Path) -> tuple[str, ...]:
+    return tuple(str(directory / name) for name in _DEBIAN_COMPANION_JARS if (directory / name).is_file())
 
 
 def _find_java() -> str:

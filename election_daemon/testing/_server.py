@@ -6,6 +6,7 @@ import contextlib
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -27,15 +28,21 @@ _SESSION_ID = re.compile(r"\bsid=0x([0-9a-fA-F]+)")
 _LOG_TAIL_BYTES = 65536
 
 
-def four_letter(port: int, command: str, *, timeout_s: float = 2.0) -> str:
+def four_letter(
+    port: int, command: str, *, timeout_s: float = 2.0, ssl_context: ssl.SSLContext | None = None
+) -> str:
     """Send a four-letter word to the server on ``127.0.0.1:port`` and return its whole answer.
 
-    Raises OSError (TimeoutError included) if the server does not answer within ``timeout_s``.
+    With ``ssl_context`` the word goes over TLS (a ``secureClientPort``). Raises OSError
+    (TimeoutError and ssl.SSLError included) if the server does not answer within ``timeout_s``.
     """
     if not re.fullmatch(r"[a-z]{4}", command):
         raise ValueError(f"not a four-letter word: {command!r}")
     deadline = time.monotonic() + timeout_s
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=timeout_s))
+        if ssl_context is not None:
+            sock = stack.enter_context(ssl_context.wrap_socket(sock, server_hostname="127.0.0.1"))
         sock.sendall(command.encode("ascii"))
         answer = bytearray()
         while chunk := sock.recv(65536):
@@ -71,22 +78,30 @@ class ZooKeeperServer:
     """One server of a :class:`ZooKeeperEnsemble`, run as its own JVM process.
 
     ``index`` is its position in ``ensemble.servers`` (from 0); ``myid`` is its ZooKeeper
-    server id (``index + 1``). Blocking methods: async code calls them through
-    ``asyncio.to_thread``.
+    server id (``index + 1``). A server started with TLS also has a ``secure_client_port``
+    (``secure_address``); one started without a plain port has no ``client_port`` (``address``),
+    and its four-letter words go over TLS with ``ssl_context``. Blocking methods: async code
+    calls them through ``asyncio.to_thread``.
     """
 
     def __init__(
         self,
         *,
         index: int,
-        client_port: int,
+        client_port: int | None,
         directory: Path,
         command: Sequence[str],
         peers: list[ZooKeeperServer],
+        secure_client_port: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if client_port is None and (secure_client_port is None or ssl_context is None):
+            raise ValueError("a server without a plain client port needs a secure port and an ssl_context")
         self.index = index
         self.myid = index + 1
-        self.client_port = client_port
+        self._client_port = client_port
+        self.secure_client_port = secure_client_port
+        self._ssl_context = ssl_context
         self.directory = directory
         self._command = list(command)
         # The whole ensemble, this server included: start() waits to serve only if a quorum can form.
@@ -96,12 +111,35 @@ class ZooKeeperServer:
 
     def __repr__(self) -> str:
         state = "paused" if self._paused else "running" if self.is_running else "stopped"
-        return f"<ZooKeeperServer myid={self.myid} {self.address} {state}>"
+        ports = [str(port) for port in (self._client_port,) if port is not None]
+        if self.secure_client_port is not None:
+            ports.append(f"{self.secure_client_port} (TLS)")
+        return f"<ZooKeeperServer myid={self.myid} 127.0.0.1:{', '.join(ports)} {state}>"
+
+    @property
+    def client_port(self) -> int:
+        """The plain (unencrypted) client port; RuntimeError if the server was started without one."""
+        if self._client_port is None:
+            raise RuntimeError(
+                f"{self!r} has no plain client port (plain_port=False): use secure_client_port"
+            )
+        return self._client_port
+
+    @property
+    def has_plain_port(self) -> bool:
+        return self._client_port is not None
 
     @property
     def address(self) -> str:
-        """``127.0.0.1:<client port>``."""
+        """``127.0.0.1:<client port>``, the plain port."""
         return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def secure_address(self) -> str:
+        """``127.0.0.1:<secure client port>``, the TLS port; RuntimeError if it has none."""
+        if self.secure_client_port is None:
+            raise RuntimeError(f"{self!r} serves no TLS port (start it with tls=...)")
+        return f"127.0.0.1:{self.secure_client_port}"
 
     @property
     def log_path(self) -> Path:
@@ -215,8 +253,16 @@ class ZooKeeperServer:
         return cast(Mode, match.group(1))  # the regex admits only Mode's values
 
     def four_letter(self, command: str, *, timeout_s: float = 2.0) -> str:
-        """Send a four-letter word (``srvr``, ``cons``, ``mntr``, ...) and return the answer."""
-        return four_letter(self.client_port, command, timeout_s=timeout_s)
+        """Send a four-letter word (``srvr``, ``cons``, ``mntr``, ...) and return the answer.
+
+        On the plain port; over TLS on the secure port if the server has no plain port.
+        """
+        if self._client_port is not None:
+            return four_letter(self._client_port, command, timeout_s=timeout_s)
+        assert self.secure_client_port is not None  # checked in __init__
+        return four_letter(
+            self.secure_client_port, command, timeout_s=timeout_s, ssl_context=self._ssl_context
+        )
 
     def session_ids(self) -> set[int]:
         """Ids of the sessions connected to this server (from ``cons``); empty if it does not answer."""
