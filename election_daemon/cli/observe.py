@@ -28,6 +28,7 @@ from election_daemon.daemon import jsonout
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.daemon.logs import SCHEMA_KEYS
 from election_daemon.library.candidacy import Participant
+from election_daemon.library.events import Event, Reason
 from election_daemon.library.limits import (
     CONNECT_TIMEOUT_RANGE_S,
     SESSION_TIMEOUT_RANGE_S,
@@ -350,7 +351,7 @@ def change_record(path: str, change: LeaderChange) -> dict[str, Any]:
     previous = change.previous
     return _schema_ordered(
         {
-            "event": "leader_changed",
+            "event": Event.LEADER_CHANGED,
             **_participant_fields(change.leader),
             "previous_state": None,
             "reason": change.reason,
@@ -367,10 +368,10 @@ def initial_record(snapshot: Snapshot) -> dict[str, Any]:
     """The leader when watching starts (``event`` leader_observed), in the same schema."""
     return _schema_ordered(
         {
-            "event": "leader_observed",
+            "event": Event.LEADER_OBSERVED,
             **_participant_fields(snapshot.leader),
             "previous_state": None,
-            "reason": "watch_started",
+            "reason": Reason.WATCH_STARTED,
             "path": snapshot.path,
             "timestamp": _timestamp(snapshot.taken_at),
             "leader_for_s": snapshot.as_dict()["leader_for_s"],

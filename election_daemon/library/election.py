@@ -59,6 +59,7 @@ from election_daemon.library.candidacy import (
     parse_contenders,
     read_queue,
 )
+from election_daemon.library.events import Event, Reason
 from election_daemon.library.limits import validate_election_path
 from election_daemon.library.priority import MAX_REMEMBERED, PriorityPolicy
 from election_daemon.library.recipes import Recipe
@@ -287,11 +288,11 @@ class Election:
         self._session = session
         session.acquire()
         session.add_listener(self._on_session_change)
-        self._set(ElectionState.JOINING, "starting", None)
+        self._set(ElectionState.JOINING, Event.STARTING, None)
         try:
             await session.start(connect_timeout_s=self._connect_timeout_s)
             if session.is_connected():
-                self._emit_session_event("connected", "connected")
+                self._emit_session_event(Event.CONNECTED, Reason.CONNECTED)
             self._task = asyncio.create_task(self._run(), name=f"election {self.path}")
             self._task.add_done_callback(self._loop_ended)
             joined = asyncio.ensure_future(self._joined.wait())
@@ -300,7 +301,7 @@ class Election:
             if self._failure is not None:
                 raise self._failure
         except BaseException:
-            await self._shutdown("start_failed")
+            await self._shutdown(Reason.START_FAILED)
             raise
 
     async def resign(self) -> None:
@@ -321,16 +322,16 @@ class Election:
         Raises the election's :attr:`failure` if it had stopped by itself (after cleaning up).
         """
         if self._state is ElectionState.IDLE:
-            self._set(ElectionState.STOPPED, "stopped", "stopped")
+            self._set(ElectionState.STOPPED, Event.STOPPED, Reason.STOPPED)
             self._transitions.close()
         elif self._state is not ElectionState.STOPPED or (
             self._session is not None and not self._session_released
         ):
-            await self._shutdown("stopped")
+            await self._shutdown(Reason.STOPPED)
         if self._failure is not None:
             raise self._failure
 
-    async def _shutdown(self, reason: str) -> None:
+    async def _shutdown(self, reason: Reason) -> None:
         if self._state is ElectionState.LEADING:
             self._revoke(reason, ElectionState.STOPPED)
         if self._task is not None:
@@ -347,7 +348,7 @@ class Election:
         self._candidacy = None
         if self._failure is None:
             # Always the last event, also after a leader's "revoked" (which already says STOPPED).
-            self._set(ElectionState.STOPPED, "stopped", reason, force=True)
+            self._set(ElectionState.STOPPED, Event.STOPPED, reason, force=True)
         self._leading.set()  # wakes wait_for_leadership(), which then raises
         for fut in self._resign_requests:
             if not fut.done():
@@ -383,12 +384,13 @@ class Election:
     def _set(
         self,
         state: ElectionState,
-        event: str,
-        reason: str | None,
+        event: Event,
+        reason: Reason | None,
         *,
         force: bool = False,
         error: BaseException | None = None,
         term: Term | None = None,
+        detail: str | None = None,
     ) -> None:
         previous = self._state
         if (state is previous or previous is ElectionState.STOPPED) and not force:
@@ -415,23 +417,24 @@ class Election:
             timestamp=time.time(),
             monotonic_s=time.monotonic(),
             error=error,
+            detail=detail,
         )
         self._callbacks.notify(self._listeners, transition)
         self._transitions.publish(transition)
 
-    def _emit_session_event(self, event: str, reason: str) -> None:
+    def _emit_session_event(self, event: Event, reason: Reason) -> None:
         """Session edges that do not move the election (connected, reconnected) are events too."""
         self._set(self._state, event, reason, force=True)
 
     def _elect(self, term: Term) -> None:
         self._term = term
-        self._set(ElectionState.LEADING, "elected", None)
+        self._set(ElectionState.LEADING, Event.ELECTED, None)
         self._callbacks.run(self._elected_callbacks, term)
 
-    def _revoke(self, reason: str, to: ElectionState) -> None:
+    def _revoke(self, reason: Reason, to: ElectionState) -> None:
         if self._state is not ElectionState.LEADING:
             return
-        self._set(to, "revoked", reason)
+        self._set(to, Event.REVOKED, reason)
         self._term = None
         self._callbacks.run(self._revoked_callbacks, reason, revoking=True)
 
@@ -452,16 +455,16 @@ class Election:
             if self._state is ElectionState.LEADING:
                 self._revoke(change.reason, ElectionState.SUSPENDED)
             else:
-                self._set(ElectionState.SUSPENDED, "suspended", change.reason)
+                self._set(ElectionState.SUSPENDED, Event.SUSPENDED, change.reason)
         elif change.state in (SessionState.LOST, SessionState.CLOSED):
-            reason = "session_expired" if change.state is SessionState.LOST else "session_closed"
+            reason = Reason.SESSION_EXPIRED if change.state is SessionState.LOST else Reason.SESSION_CLOSED
             self._candidacy = None
             if self._state is ElectionState.LEADING:
                 self._revoke(reason, ElectionState.JOINING)
             else:
-                self._set(ElectionState.JOINING, "session_lost", reason, force=True)
-        elif change.state is SessionState.CONNECTED and change.reason != "connected":
-            self._emit_session_event("reconnected", change.reason)
+                self._set(ElectionState.JOINING, Event.SESSION_LOST, reason, force=True)
+        elif change.state is SessionState.CONNECTED and change.reason is not Reason.CONNECTED:
+            self._emit_session_event(Event.RECONNECTED, change.reason)
         self._poke()
 
     def _poke(self) -> None:
@@ -497,14 +500,14 @@ class Election:
             except asyncio.CancelledError:
                 raise
             except NoAuthError as e:
-                self._fail(e, "no_auth")
+                self._fail(e, Reason.NO_AUTH)
                 return
             except Exception as e:
                 self._internal_error(e)
                 if self._failures >= _MAX_FAILURES:
                     self._fail(
                         InternalError(f"{self.path}: {self._failures} internal errors in a row, last {e!r}"),
-                        "internal_error",
+                        Reason.INTERNAL_ERROR,
                         cause=e,
                     )
                     self._give_up_node()
@@ -532,9 +535,9 @@ class Election:
         except NoNodeError:
             # Our node is gone (an operator, or the path was deleted): join again, anew, paced
             # so that deleting our node over and over cannot make us spin.
-            self._revoke("node_deleted", ElectionState.JOINING)
+            self._revoke(Reason.NODE_DELETED, ElectionState.JOINING)
             if self._state is not ElectionState.JOINING:
-                self._set(ElectionState.JOINING, "node_lost", "node_deleted")
+                self._set(ElectionState.JOINING, Event.NODE_LOST, Reason.NODE_DELETED)
             self._candidacy = None
             await self._pace()
         except (TimeoutError, ConnectionLossError, SessionLostError):
@@ -560,15 +563,16 @@ class Election:
         self._failures += 1
         self._last_failure_at = now
         ended = self._term if self._state is ElectionState.LEADING else None
-        self._revoke("internal_error", ElectionState.JOINING)
+        self._revoke(Reason.INTERNAL_ERROR, ElectionState.JOINING)
         _log.error("election %s: internal error; leadership given up", self.path, exc_info=error)
         self._set(
             ElectionState.JOINING,
-            "internal_error",
-            f"{type(error).__name__}: {error}"[:500],
+            Event.INTERNAL_ERROR,
+            Reason.INTERNAL_ERROR,
             force=True,
             error=error,
             term=ended,
+            detail=f"{type(error).__name__}: {error}"[:500],
         )
         self._give_up_node()
 
@@ -578,13 +582,13 @@ class Election:
         if candidacy is not None and candidacy.node is not None:
             self._callbacks.spawn(candidacy.leave())
 
-    def _fail(self, error: ElectionError, reason: str, *, cause: BaseException | None = None) -> None:
+    def _fail(self, error: ElectionError, reason: Reason, *, cause: BaseException | None = None) -> None:
         """Stop for good: revoke, the ``failed`` event, and every waiter told why."""
         if cause is not None:
             error.__cause__ = cause
         self._failure = error
         self._revoke(reason, ElectionState.STOPPED)
-        self._set(ElectionState.STOPPED, "failed", str(error)[:500], force=True)
+        self._set(ElectionState.STOPPED, Event.FAILED, reason, force=True, detail=str(error)[:500])
         self._leading.set()
         for fut in self._resign_requests:
             if not fut.done():
@@ -598,7 +602,9 @@ class Election:
         error = task.exception()
         _log.error("election %s: the election loop died", self.path, exc_info=error)
         self._fail(
-            InternalError(f"{self.path}: the election loop died: {error!r}"), "internal_error", cause=error
+            InternalError(f"{self.path}: the election loop died: {error!r}"),
+            Reason.INTERNAL_ERROR,
+            cause=error,
         )
         self._give_up_node()
 
@@ -635,15 +641,15 @@ class Election:
                 continue
             if self._state is ElectionState.FOLLOWING:
                 # Not an edge: the moment a failover begins, as this participant sees it.
-                self._set(self._state, "predecessor_gone", None, force=True)
+                self._set(self._state, Event.PREDECESSOR_GONE, None, force=True)
             await self._lead(candidacy, position, own)
             return
 
     def _set_following(self) -> None:
         if self._state is ElectionState.SUSPENDED:
-            self._set(ElectionState.FOLLOWING, "resumed", None)
+            self._set(ElectionState.FOLLOWING, Event.RESUMED, None)
         elif self._state is ElectionState.JOINING:
-            self._set(ElectionState.FOLLOWING, "joined", None)
+            self._set(ElectionState.FOLLOWING, Event.JOINED, None)
 
     def _ignore(self, node: str, why: str) -> None:
         """Log a node we do not obey, once per node (the set is pruned, never unbounded)."""
@@ -692,7 +698,7 @@ class Election:
                     handover = None
             elif protocol.step_down_request(own.raw) is not None and self._policy.may_step_down():
                 own.cancel()
-                await self._resign(candidacy, "step_down")
+                await self._resign(candidacy, Reason.STEP_DOWN)
                 return
             if not await self._hold_office(candidacy, own):
                 return
@@ -737,7 +743,7 @@ class Election:
                     own.cancel()
                     queue_change.cancel()
                     await protocol.write_handover(zk, self.path, target)
-                    await self._resign(candidacy, "priority_handover")
+                    await self._resign(candidacy, Reason.PRIORITY_HANDOVER)
                     return False
                 self._policy.decline(target)
         except BaseException:
@@ -752,7 +758,7 @@ class Election:
             waits.append(_timer(self._policy.moves.refill_s))
         await first_of(*waits)
         if self._resign_requests:
-            await self._resign(candidacy, "resigned")
+            await self._resign(candidacy, Reason.RESIGNED)
             return False
         return session.is_connected()
 
@@ -776,12 +782,13 @@ class Election:
             return False
         if deferral.write_handover:
             await protocol.write_handover(zk, self.path, target)
-        self._set(self._state, "deferred", f"handover to {target}", force=True)
+        why = Reason.PRIORITY if deferral.write_handover else Reason.HANDOVER
+        self._set(self._state, Event.DEFERRED, why, force=True, detail=target)
         await candidacy.leave()
         self._candidacy = None
         return True
 
-    async def _resign(self, candidacy: Candidacy, reason: str) -> None:
+    async def _resign(self, candidacy: Candidacy, reason: Reason) -> None:
         self._revoke(reason, ElectionState.JOINING)
         await self._callbacks.revoked_done()
         await candidacy.leave()
@@ -798,7 +805,7 @@ class Election:
         )
         try:
             await new.join()
-            self._set(ElectionState.FOLLOWING, "joined", reason)
+            self._set(ElectionState.FOLLOWING, Event.JOINED, reason)
         finally:
             for fut in requests:
                 if not fut.done():

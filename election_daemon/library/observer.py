@@ -39,6 +39,7 @@ from election_daemon.errors import (
 from election_daemon.library._zk import ZKClient, ZooKeeper
 from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import Participant, read_queue
+from election_daemon.library.events import Reason
 from election_daemon.library.limits import (
     CONNECT_TIMEOUT_RANGE_S,
     SESSION_TIMEOUT_RANGE_S,
@@ -116,7 +117,7 @@ class LeaderChange:
     leader: Participant | None
     token: int | None
     """The new leader's fencing token (its node's czxid), None without a leader."""
-    reason: str
+    reason: Reason
     leaderless_s: float | None
     """For a leader taking over an election that had none: how long the observer saw it
     leaderless (None if that began before the observer started). 0.0 for a direct handover;
@@ -400,11 +401,11 @@ class Observer:
         since: float | None,
     ) -> None:
         if previous is None:
-            reason = "first_contender"
+            reason = Reason.FIRST_CONTENDER
         elif all(p.token != previous.token for p in participants):
-            reason = "leader_left"
+            reason = Reason.LEADER_LEFT
         else:
-            reason = "queue_changed"
+            reason = Reason.QUEUE_CHANGED
         leaderless_s: float | None = None
         if leader is not None and previous is not None:
             leaderless_s = 0.0

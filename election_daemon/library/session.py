@@ -33,6 +33,7 @@ from election_daemon.errors import (
     ZooKeeperError,
 )
 from election_daemon.library._zk import ZKClient, ZkState, ZooKeeper
+from election_daemon.library.events import Reason
 from election_daemon.library.lease import Lease
 from election_daemon.library.limits import format_servers
 
@@ -62,7 +63,7 @@ class SessionChange:
 
     state: SessionState
     previous: SessionState
-    reason: str
+    reason: Reason
     session_id: int | None
 
 
@@ -218,13 +219,13 @@ class Session:
         if self._lease_timer is not None:
             self._lease_timer.cancel()
         self._lease.invalidate()
-        self._set(SessionState.CLOSED, "closed")
+        self._set(SessionState.CLOSED, Reason.SESSION_CLOSED)
         if self.zk.owns_client:
             await self.zk.close()
 
     # -- the one writer of state -----------------------------------------------------
 
-    def _set(self, state: SessionState, reason: str) -> None:
+    def _set(self, state: SessionState, reason: Reason) -> None:
         previous = self._state
         if state is previous or previous is SessionState.CLOSED:
             return
@@ -281,13 +282,13 @@ class Session:
                 self._observe_session_id(self.zk.session_id)
                 self._probe_now.set()
             elif zk_state == ZkState.SUSPENDED:
-                self._set_suspended("connection_lost")
+                self._set_suspended(Reason.CONNECTION_LOST)
             elif zk_state == ZkState.READ_ONLY:
                 # A read-only server is cut off from the quorum: it proves nothing.
-                self._set_suspended("read_only")
+                self._set_suspended(Reason.READ_ONLY)
             elif zk_state == ZkState.LOST and self._session_id is not None:
                 self._lease.invalidate()
-                self._set(SessionState.LOST, "session_expired")
+                self._set(SessionState.LOST, Reason.SESSION_EXPIRED)
             await change
 
     def _observe_session_id(self, session_id: int | None) -> None:
@@ -296,11 +297,11 @@ class Session:
         if self._session_id is not None:
             # aiozk opened a new session quietly: the old one, and its nodes, are gone.
             self._lease.invalidate()
-            self._set(SessionState.LOST, "session_expired")
+            self._set(SessionState.LOST, Reason.SESSION_EXPIRED)
         self._session_id = session_id
         self._lease.set_session_timeout(self.zk.negotiated_timeout_s)
 
-    def _set_suspended(self, reason: str) -> None:
+    def _set_suspended(self, reason: Reason) -> None:
         if self._state in (SessionState.CONNECTED, SessionState.CONNECTING):
             self._set(SessionState.SUSPENDED, reason)
 
@@ -330,10 +331,10 @@ class Session:
         self._absorb_answers()
         if self._lease.valid(self._clock()) and self._state is not SessionState.CONNECTED:
             reason = {
-                SessionState.CONNECTING: "connected",
-                SessionState.SUSPENDED: "reconnected",
-                SessionState.LOST: "new_session",
-            }.get(self._state, "connected")
+                SessionState.CONNECTING: Reason.CONNECTED,
+                SessionState.SUSPENDED: Reason.RECONNECTED,
+                SessionState.LOST: Reason.NEW_SESSION,
+            }.get(self._state, Reason.CONNECTED)
             self._set(SessionState.CONNECTED, reason)
         self._arm_lease_timer()
 
@@ -358,4 +359,4 @@ class Session:
         if self._lease.valid(self._clock()):
             self._arm_lease_timer()
         else:
-            self._set(SessionState.SUSPENDED, "lease_expired")
+            self._set(SessionState.SUSPENDED, Reason.LEASE_EXPIRED)

@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from election_daemon.library.events import Event, Reason
+
 __all__ = ["ElectionState", "Term", "Transition"]
 
 
@@ -53,10 +55,10 @@ class Term:
 class Transition:
     """One edge of the election's state machine: the log schema's record."""
 
-    event: str
+    event: Event
     state: ElectionState
     previous_state: ElectionState
-    reason: str | None
+    reason: Reason | None
     path: str
     id: str
     node: str | None
@@ -66,10 +68,12 @@ class Transition:
     monotonic_s: float
     error: BaseException | None = None
     """The exception behind an ``internal_error`` event (not part of the log schema's keys)."""
+    detail: str | None = None
+    """Free text beside the reason: an error's message, a handover's target."""
 
     def log_fields(self) -> dict[str, Any]:
-        """The fixed keys of the log schema (``timestamp`` is added by the logger)."""
-        return {
+        """The fixed keys of the log schema (``timestamp`` is added by the logger), and ``detail``."""
+        fields: dict[str, Any] = {
             "event": self.event,
             "state": self.state.value,
             "previous_state": self.previous_state.value,
@@ -81,3 +85,6 @@ class Transition:
             "session_id": f"0x{self.session_id:x}" if self.session_id else None,
             "monotonic_s": round(self.monotonic_s, 6),
         }
+        if self.detail is not None:
+            fields["detail"] = self.detail
+        return fields

@@ -111,11 +111,15 @@ async def test_a_fault_at_any_step_revokes_and_the_election_goes_on(
             await a.session.zk.set(zk_path, b"not a handover")
             fault.armed = True
             if name == "_follow_session":
+                from election_daemon.library.events import Reason
                 from election_daemon.library.session import SessionChange, SessionState
 
                 a._on_session_change(
                     SessionChange(
-                        SessionState.CONNECTED, SessionState.CONNECTED, "reconnected", a.session.session_id
+                        SessionState.CONNECTED,
+                        SessionState.CONNECTED,
+                        Reason.RECONNECTED,
+                        a.session.session_id,
                     )
                 )
             async with running([b]):

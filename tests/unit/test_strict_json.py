@@ -17,6 +17,7 @@ from election_daemon.cli.observe import _status_table, _status_text, change_reco
 from election_daemon.daemon import jsonout
 from election_daemon.daemon.endpoints import _dumps as endpoint_dumps
 from election_daemon.daemon.logs import configure_logging
+from election_daemon.library.events import Reason
 from election_daemon.library.observer import LeaderChange, Snapshot
 from election_daemon.library.recipes import Recipe
 
@@ -114,7 +115,7 @@ def test_status_and_watch_output_never_crash(data: Any) -> None:
         previous=view.participants[1],
         leader=view.leader,
         token=4294967311,
-        reason="leader_left",
+        reason=Reason.LEADER_LEFT,
         leaderless_s=float("nan"),
     )
     strict_loads(jsonout.dumps(change_record("/svc", change)))
@@ -128,7 +129,12 @@ async def test_dashboard_state_and_events_are_strict(data: Any) -> None:
     dashboard.update(view)
     dashboard.record(
         LeaderChange(
-            time=time.time(), previous=None, leader=view.leader, token=1, reason="x", leaderless_s=None
+            time=time.time(),
+            previous=None,
+            leader=view.leader,
+            token=1,
+            reason=Reason.FIRST_CONTENDER,
+            leaderless_s=None,
         )
     )
     event = dashboard._event().decode()
