@@ -48,7 +48,7 @@ from election_daemon.errors import (
 )
 
 __all__ = [
-    "MAX_DATA_BYTES",
+    "MAX_WRITE_BYTES",
     "GuardFailedError",
     "Stat",
     "ZKClient",
@@ -66,8 +66,10 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 # jute.maxbuffer defaults to 0xfffff bytes for a whole packet; a larger one makes the server
-# drop the connection, which looks like a network fault. Refuse it before sending.
-MAX_DATA_BYTES = 0xFFFFF - 4096
+# drop the connection, which looks like a network fault. Refuse it before sending. This is the
+# wire's limit for any write (guarded_set of a user's value); what we publish in our own
+# node is held to payload.MAX_DATA_BYTES, lower, so that every reader can decode it.
+MAX_WRITE_BYTES = 0xFFFFF - 4096
 
 # aiozk's session states and client, re-exported so that nothing else imports aiozk: an
 # application that shares its client with elections (``client=``) passes an aiozk.ZKClient.
@@ -412,9 +414,9 @@ class ZooKeeper:
 
     async def create_ephemeral_sequential(self, prefix: str, data: bytes) -> tuple[str, Stat]:
         """Create ``prefix`` + a sequence number; returns the node's path and stat."""
-        if len(data) > MAX_DATA_BYTES:
+        if len(data) > MAX_WRITE_BYTES:
             raise DataTooLargeError(
-                f"node data is {len(data)} bytes; ZooKeeper accepts at most {MAX_DATA_BYTES}"
+                f"node data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}"
             )
         request = protocol.Create2Request(path=self._path(prefix), data=data, acl=self.client.default_acl)
         request.set_flags(ephemeral=True, sequential=True, container=False)
@@ -442,8 +444,8 @@ class ZooKeeper:
 
     async def set(self, path: str, data: bytes, *, version: int = -1) -> Stat:
         """Set ``path``'s data (only at ``version`` unless it is -1)."""
-        if len(data) > MAX_DATA_BYTES:
-            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_DATA_BYTES}")
+        if len(data) > MAX_WRITE_BYTES:
+            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}")
         request = protocol.SetDataRequest(path=self._path(path), data=data, version=version)
         response: protocol.SetDataResponse = await self._call(f"write {path}", request)
         return Stat._from_aiozk(response.stat)
@@ -464,8 +466,8 @@ class ZooKeeper:
 
     async def guarded_set(self, guard: str, path: str, data: bytes) -> Stat:
         """Set ``path``'s data in one multi that fails unless node ``guard`` exists."""
-        if len(data) > MAX_DATA_BYTES:
-            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_DATA_BYTES}")
+        if len(data) > MAX_WRITE_BYTES:
+            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}")
         multi = protocol.TransactionRequest()
         multi.add(protocol.CheckVersionRequest(path=self._path(guard), version=-1))
         multi.add(protocol.SetDataRequest(path=self._path(path), data=data, version=-1))
