@@ -123,6 +123,8 @@ class ZooKeeperEnsemble:
       authenticate with ``addauth digest user:password`` and ACLs name :func:`digest_id` ids.
     - ``superuser``: ``(user, password)`` of a digest super user, who passes every ACL.
 
+    ``extra_config``: more ``key=value`` lines for every server's zoo.cfg, written last.
+
     Blocking methods: async code calls them through ``asyncio.to_thread``.
     """
 
@@ -143,6 +145,7 @@ class ZooKeeperEnsemble:
         plain_port: bool = True,
         superuser: tuple[str, str] | None = None,
         server_cert: CertKey | None = None,
+        extra_config: tuple[str, ...] = (),
     ) -> None:
         if size < 1:
             raise ConfigError("size", f"an ensemble needs at least one server, got {size}")
@@ -183,6 +186,10 @@ class ZooKeeperEnsemble:
         self.plain_port = plain_port
         self.superuser = superuser
         self.server_cert = server_cert if server_cert is not None or tls is None else tls.server
+        for line in extra_config:
+            if "=" not in line or "\n" in line:
+                raise ConfigError("extra_config", f"not one key=value line: {line!r}")
+        self.extra_config = tuple(extra_config)
         self._base_dir = base_dir
         self._install: ZooKeeperInstall = find_zookeeper()
         self._directory: Path | None = None
@@ -456,6 +463,7 @@ class ZooKeeperEnsemble:
         if self.plain_port:
             lines += ["clientPort={client_port}", "clientPortAddress=127.0.0.1"]
         lines += self._security_config()
+        lines += [line.replace("{", "{{").replace("}", "}}") for line in self.extra_config]
         if self.min_session_timeout_ms is not None:
             lines.append(f"minSessionTimeout={self.min_session_timeout_ms}")
         if self.max_session_timeout_ms is not None:

@@ -123,6 +123,8 @@ def test_security_options_are_checked_before_anything_starts(tls_files: TlsFiles
         ZooKeeperEnsemble(enforce_auth="digest")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="server_cert"):
         ZooKeeperEnsemble(server_cert=tls_files.server)
+    with pytest.raises(ConfigError, match="extra_config"):
+        ZooKeeperEnsemble(extra_config=("secureClientPort",))
 
 
 # One TLS server for the session: client certificates required, X509 authentication
