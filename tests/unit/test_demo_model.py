@@ -11,17 +11,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from election_daemon.cli.demo import (
-    Cluster,
-    DemoConfig,
-    Failover,
-    FaultKind,
-    LiveView,
-    Member,
-    PlainView,
-    Summary,
-    fault_plan,
-)
+from election_daemon.cli.demo.config import DemoConfig
+from election_daemon.cli.demo.model import Cluster, Failover, FaultKind, Member, Summary, fault_plan
+from election_daemon.cli.demo.view import LiveView, PlainView
 from election_daemon.errors import ConfigError
 from election_daemon.library.candidacy import Participant
 from election_daemon.testing import SafetyCheck, parse_event, process_alive, process_group_alive, process_stat
