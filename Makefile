@@ -26,7 +26,7 @@ unit: $(STAMP)
 
 demo: $(STAMP)
 	@scripts/ensure-system-packages zookeeper
-	$(PY) -m election_daemon.demo
+	$(PY) -m election_daemon.cli.demo
 
 # Every fault once against a local ensemble (CI runs this too); the report lands in reports/.
 verify: $(STAMP)
@@ -38,14 +38,14 @@ bench: $(STAMP)
 	$(PY) bench/failover.py
 
 check: $(STAMP)
-	$(VENV)/bin/ruff check election_daemon tests bench
-	$(VENV)/bin/ruff format --check election_daemon tests bench
+	$(VENV)/bin/ruff check election_daemon tests bench typings
+	$(VENV)/bin/ruff format --check election_daemon tests bench typings
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix election_daemon tests bench
-	$(VENV)/bin/ruff format election_daemon tests bench
+	$(VENV)/bin/ruff check --fix election_daemon tests bench typings
+	$(VENV)/bin/ruff format election_daemon tests bench typings
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache *.egg-info build dist reports

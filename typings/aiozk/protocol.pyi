@@ -1,12 +1,12 @@
 # aiozk.protocol is a package; one stub module covers the names we use.
 from typing import Any, Generic, Self, TypeVar
 
-_R = TypeVar("_R", covariant=True)
+_R_co = TypeVar("_R_co", covariant=True)
 
 class Part:
     def __init__(self, **kwargs: Any) -> None: ...
 
-class Request(Part, Generic[_R]):
+class Request(Part, Generic[_R_co]):
     """Generic in its response type (a stub-only parameter): ``ZKClient.send`` returns it."""
     def serialize(self, xid: int | None = None) -> bytes: ...
 
@@ -62,7 +62,9 @@ class SyncRequest(Request[SyncResponse]):
 
 class Create2Request(Request[Create2Response]):
     def __init__(self, *, path: str, data: bytes, acl: list[Any]) -> None: ...
-    def set_flags(self, ephemeral: bool = False, sequential: bool = False, container: bool = False) -> None: ...
+    def set_flags(
+        self, ephemeral: bool = False, sequential: bool = False, container: bool = False
+    ) -> None: ...
 
 class Create2Response(Response):
     path: str
