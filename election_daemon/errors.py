@@ -6,6 +6,8 @@
     ├── ConfigError               bad configuration; ``field`` names the culprit
     ├── ZooKeeperError            ZooKeeper refused or failed a request (aiozk's errors, converted)
     │   ├── ConnectTimeoutError   no ZooKeeper server answered within the connect timeout
+    │   ├── TLSError              the TLS handshake with ZooKeeper failed (trust, host name, certificate)
+    │   ├── AuthFailedError       ZooKeeper rejected our credentials (``addauth``)
     │   ├── ConnectionLossError   the connection failed mid-request: its outcome is unknown
     │   ├── SessionLostError      the session expired or was closed under us
     │   ├── NoNodeError           the node does not exist
@@ -43,6 +45,24 @@ class ZooKeeperError(ElectionError):
 
 class ConnectTimeoutError(ZooKeeperError):
     """No ZooKeeper server could be reached within the connect timeout."""
+
+
+class TLSError(ZooKeeperError):
+    """No TLS connection to ZooKeeper could be made, for a reason that retrying will not cure.
+
+    The server's certificate is not trusted, has expired or names another host; the server
+    refused our client certificate; or one side speaks TLS and the other does not. Raised at
+    :meth:`start` as soon as every server has failed so (not after the connect timeout); the
+    message names the servers and the causes. A failure after the first session was
+    established is retried instead, the session suspended meanwhile.
+    """
+
+
+class AuthFailedError(ZooKeeperError):
+    """ZooKeeper rejected the session's credentials (``addauth``, e.g. a wrong digest password).
+
+    Raised at :meth:`start`; the connection is closed, the session never used.
+    """
 
 
 class ConnectionLossError(ZooKeeperError):

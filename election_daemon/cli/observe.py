@@ -12,9 +12,10 @@ import asyncio
 import base64
 import contextlib
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,7 @@ from election_daemon.library.limits import (
     validate_election_path,
 )
 from election_daemon.library.observer import LeaderChange, Observer, Snapshot
+from election_daemon.library.security import DigestAuth, check_tls, read_auth_file
 
 __all__ = [
     "ObserveOptions",
@@ -56,9 +58,24 @@ _EXIT_CODES = {
     ExitCode.FAILURE: "unexpected internal error, which is a bug",
     ExitCode.USAGE: "bad command line or environment",
     ExitCode.ZK_UNREACHABLE: "no ZooKeeper server answered within --connect-timeout",
-    ExitCode.ZK_REFUSED: "ZooKeeper refused a request, such as reading the path without permission",
+    ExitCode.ZK_REFUSED: (
+        "ZooKeeper refused a request, such as reading the path without permission, or our credentials"
+    ),
+    ExitCode.TLS_FAILED: (
+        "no TLS connection to ZooKeeper: a certificate refused either way, or TLS mismatched"
+    ),
 }
-_OBSERVE_OPTIONS = ("hosts", "path", "session-timeout", "connect-timeout")
+_OBSERVE_OPTIONS = (
+    "hosts",
+    "path",
+    "session-timeout",
+    "connect-timeout",
+    "tls-ca",
+    "tls-cert",
+    "tls-key",
+    "tls-no-verify-hostname",
+    "auth-file",
+)
 _OBSERVE_HELP = {
     "hosts": "ZooKeeper connect string host:port[,...][/chroot]",
     "path": "the election path",
@@ -77,6 +94,10 @@ class ObserveOptions:
     path: str
     session_timeout_s: float
     connect_timeout_s: float
+    tls: ssl.SSLContext | None = field(default=None, repr=False)
+    """The client TLS context (``--tls-*``), or None for plain connections."""
+    auth: tuple[DigestAuth, ...] = field(default=(), repr=False)
+    """The credentials of ``--auth-file``."""
 
     def observer(self) -> Observer:
         return Observer(
@@ -84,6 +105,8 @@ class ObserveOptions:
             self.path,
             session_timeout_s=self.session_timeout_s,
             connect_timeout_s=self.connect_timeout_s,
+            tls=self.tls,
+            auth=self.auth[0] if self.auth else None,
         )
 
     @classmethod
@@ -92,6 +115,23 @@ class ObserveOptions:
         with settings.blame():
             hosts: str = settings.get("hosts")
             parse_hosts(hosts, "--hosts")
+            verify_hostname = not settings.get("tls_no_verify_hostname", False)
+            tls = check_tls(
+                None,
+                ca=settings.get("tls_ca"),
+                cert=settings.get("tls_cert"),
+                key=settings.get("tls_key"),
+                verify_hostname=verify_hostname,
+                field="--tls",
+            )
+            if tls is not None and not verify_hostname:
+                print(
+                    f"{PROG}: warning: --tls-no-verify-hostname: any certificate the CA signed is "
+                    "accepted for any host",
+                    file=sys.stderr,
+                )
+            auth_file = settings.get("auth_file")
+            auth = () if auth_file is None else (read_auth_file(auth_file, "--auth-file"),)
             return cls(
                 hosts,
                 validate_election_path(settings.get("path"), "--path"),
@@ -101,6 +141,8 @@ class ObserveOptions:
                 check_seconds(
                     "--connect-timeout", settings.get("connect_timeout_s", 30.0), CONNECT_TIMEOUT_RANGE_S
                 ),
+                tls=tls,
+                auth=auth,
             )
 
 

@@ -39,6 +39,7 @@ from election_daemon.errors import (
     ConnectTimeoutError,
     ElectionError,
     InternalError,
+    TLSError,
     ZooKeeperError,
 )
 from election_daemon.library.limits import show
@@ -197,6 +198,31 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
         "exit with code 3 if no ZooKeeper server answers within this (default 30)",
         field="connect_timeout_s",
+    ),
+    Option(
+        "tls-ca",
+        Kind.TEXT,
+        "FILE",
+        "connect over TLS, trusting the CAs in this PEM bundle to sign ZooKeeper's certificates",
+    ),
+    Option(
+        "tls-cert",
+        Kind.TEXT,
+        "FILE",
+        "client certificate (PEM) for mutual TLS; its subject is the session's x509 identity",
+    ),
+    Option("tls-key", Kind.TEXT, "FILE", "private key of --tls-cert (unencrypted PEM), if not in its file"),
+    Option(
+        "tls-no-verify-hostname",
+        Kind.SWITCH,
+        "",
+        "accept a server certificate that does not name the host dialled (logged as a warning)",
+    ),
+    Option(
+        "auth-file",
+        Kind.TEXT,
+        "FILE",
+        "digest credentials: a file readable by its owner only holding one line 'digest user:password'",
     ),
     Option(
         "id",
@@ -674,7 +700,8 @@ def _log_bug(exc: BaseException) -> str:
 def exit_code_for(exc: BaseException, *, on_bug: Callable[[BaseException], str] | None = None) -> int:
     """Say what went wrong in one line on stderr (nothing for a clean stop) and return its code.
 
-    ``ConfigError`` 2, ``ConnectTimeoutError`` 3, any other refusal or failure of ZooKeeper 4,
+    ``ConfigError`` 2, ``ConnectTimeoutError`` 3, ``TLSError`` 10, any other refusal or failure
+    of ZooKeeper 4 (``AuthFailedError`` included),
     ``ChildError`` 5, ``OperationError`` 8, ``InternalError`` 9; Ctrl-C (and a reader gone
     from a pipe) is a clean stop, 0; ``--help`` and ``--version`` end with their own status.
     Anything else is a bug: ``on_bug(exc)`` records the traceback (called inside the ``except``
@@ -702,6 +729,7 @@ def exit_code_for(exc: BaseException, *, on_bug: Callable[[BaseException], str] 
 _EXIT_CODES: tuple[tuple[type[Exception], ExitCode, str], ...] = (
     (ConfigError, ExitCode.USAGE, ""),
     (ConnectTimeoutError, ExitCode.ZK_UNREACHABLE, ""),
+    (TLSError, ExitCode.TLS_FAILED, ""),
     (ZooKeeperError, ExitCode.ZK_REFUSED, "ZooKeeper refused: "),
     (ChildError, ExitCode.COMMAND_FAILED, ""),
     (OperationError, ExitCode.OPERATION_FAILED, ""),

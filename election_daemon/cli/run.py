@@ -43,6 +43,11 @@ DAEMON = Command(
         "path",
         "session-timeout",
         "connect-timeout",
+        "tls-ca",
+        "tls-cert",
+        "tls-key",
+        "tls-no-verify-hostname",
+        "auth-file",
         "id",
         "data",
         "kill-grace",
@@ -95,6 +100,8 @@ def load_daemon_config(argv: Sequence[str], environ: Mapping[str, str]) -> Daemo
             values["log_format"] = choice("--log-format", LogFormat, values["log_format"])
         if "recipe" in values:
             values["recipe"] = our_recipe(values["recipe"], "--recipe")
+        if "tls_no_verify_hostname" in values:
+            values["tls_verify_hostname"] = not values.pop("tls_no_verify_hostname")
         return DaemonConfig(**values)
 
 
@@ -182,6 +189,7 @@ def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> in
             ExitCode.ZK_REFUSED,
             ExitCode.COMMAND_FAILED,
             ExitCode.ELECTION_FAILED,
+            ExitCode.TLS_FAILED,
         ):
             error(daemon.failure or ExitCode(code).name.lower())
         return code

@@ -61,7 +61,13 @@ async def _run(options: ObserveOptions, settings: Settings) -> int:
     if not wait_s > 0:
         raise ConfigError("--wait", f"must be a positive number of seconds, got {wait_s!r}")
     servers, chroot = parse_hosts(options.hosts)
-    zk = ZooKeeper.create(format_servers(servers), chroot=chroot, session_timeout_s=options.session_timeout_s)
+    zk = ZooKeeper.create(
+        format_servers(servers),
+        chroot=chroot,
+        session_timeout_s=options.session_timeout_s,
+        tls=options.tls,
+        auth=options.auth,
+    )
     await zk.start(connect_timeout_s=options.connect_timeout_s)
     try:
         print(await _step_down(zk, options.path, to, wait_s))

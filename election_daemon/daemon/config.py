@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -30,6 +31,7 @@ from election_daemon.library.limits import (
     validate_election_path,
 )
 from election_daemon.library.recipes import Recipe, our_recipe
+from election_daemon.library.security import DigestAuth, check_tls, read_auth_file
 
 __all__ = [
     "ESSENTIAL_ENV",
@@ -102,6 +104,22 @@ class DaemonConfig:
     connect_timeout_s: float = 30.0
     """How long to wait for any ZooKeeper server to answer before giving up (exit code 3)."""
 
+    tls_ca: str | None = None
+    """PEM bundle of the CAs trusted to sign ZooKeeper's certificates; TLS is on with it (or
+    with ``tls_cert``)."""
+
+    tls_cert: str | None = None
+    """Our client certificate (PEM), for mutual TLS."""
+
+    tls_key: str | None = None
+    """The private key of ``tls_cert`` (unencrypted PEM), if not in its file."""
+
+    tls_verify_hostname: bool = True
+    """Check that the server's certificate names the host dialled; off only with a warning."""
+
+    auth_file: str | None = None
+    """File holding ``digest user:password``, readable by its owner only (mode 0600 or less)."""
+
     identity: str = field(default_factory=default_identity)
     """This contender's name as others see it; defaults to ``hostname:pid``."""
 
@@ -162,6 +180,12 @@ class DaemonConfig:
     """The effective kill grace: the override, or ``session_timeout_s / 6`` so that stopping
     the command fits inside the T/3 margin between losing the lease and the session's expiry."""
 
+    tls_context: ssl.SSLContext | None = field(init=False, repr=False, compare=False)
+    """The client TLS context built from the ``tls_*`` files, or None for plain connections."""
+
+    auth: tuple[DigestAuth, ...] = field(init=False, repr=False, compare=False)
+    """The credentials read from ``auth_file`` (their repr never shows the password)."""
+
     warnings: tuple[str, ...] = field(init=False)
     """Accepted but risky settings, one line each, for the daemon to log at startup."""
 
@@ -171,6 +195,19 @@ class DaemonConfig:
         validate_election_path(self.path, "--path")
         check_seconds("--session-timeout", self.session_timeout_s, SESSION_TIMEOUT_RANGE_S)
         check_seconds("--connect-timeout", self.connect_timeout_s, CONNECT_TIMEOUT_RANGE_S)
+        tls_context = check_tls(
+            None,
+            ca=self.tls_ca,
+            cert=self.tls_cert,
+            key=self.tls_key,
+            verify_hostname=self.tls_verify_hostname,
+            field="--tls",
+        )
+        if tls_context is not None and not self.tls_verify_hostname:
+            warnings.append(
+                "--tls-no-verify-hostname: any certificate the CA signed is accepted for any host"
+            )
+        auth = () if self.auth_file is None else (read_auth_file(self.auth_file, "--auth-file"),)
         check_identity(self.identity, "--id")
         data_bytes = None if self.data is None else payload.check_data(self.data, "--data")
         if self.kill_grace_override_s is None:
@@ -211,6 +248,8 @@ class DaemonConfig:
             "chroot": chroot,
             "data_bytes": data_bytes,
             "kill_grace_s": kill_grace_s,
+            "tls_context": tls_context,
+            "auth": auth,
             "warnings": tuple(warnings),
         }
         for name, value in resolved.items():

@@ -53,6 +53,14 @@ class ExitCode(enum.IntEnum):
             "leadership was given up and the command stopped; see the internal_error events"
         ),
     )
+    TLS_FAILED = (
+        10,
+        (
+            "no TLS connection to ZooKeeper: its certificate is not trusted (--tls-ca), has expired "
+            "or names another host, our client certificate was refused, or TLS was spoken to a "
+            "plain port or the reverse"
+        ),
+    )
 
 
 _CHILD_STATUS_NOTE = (

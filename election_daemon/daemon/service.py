@@ -41,10 +41,9 @@ from election_daemon.errors import (
     ChildError,
     ConfigError,
     ConnectTimeoutError,
-    DataTooLargeError,
     ElectionError,
     InternalError,
-    NoAuthError,
+    TLSError,
     ZooKeeperError,
 )
 from election_daemon.library.election import Election, ElectionState, Term, Transition
@@ -87,6 +86,8 @@ class Daemon:
             connect_timeout_s=config.connect_timeout_s,
             priority=config.priority,
             recipe=config.recipe.value,
+            tls=config.tls_context,
+            auth=config.auth[0] if config.auth else None,
         )
         self._exit = asyncio.Event()
         self._exit_code: int = ExitCode.OK
@@ -180,9 +181,9 @@ class Daemon:
             await self.election.start()
         except ConnectTimeoutError as e:
             return self._fail(ExitCode.ZK_UNREACHABLE, Event.ZOOKEEPER_UNREACHABLE, e)
-        except (NoAuthError, DataTooLargeError) as e:
-            return self._fail(ExitCode.ZK_REFUSED, Event.ZOOKEEPER_REFUSED, e)
-        except ZooKeeperError as e:
+        except TLSError as e:
+            return self._fail(ExitCode.TLS_FAILED, Event.ZOOKEEPER_UNREACHABLE, e)
+        except ZooKeeperError as e:  # NoAuthError, AuthFailedError, DataTooLargeError, ...
             return self._fail(ExitCode.ZK_REFUSED, Event.ZOOKEEPER_REFUSED, e)
         except InternalError as e:
             return self._fail(ExitCode.ELECTION_FAILED, Event.ELECTION_FAILED, e)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +21,52 @@ from election_daemon.library.limits import (
     validate_election_path,
 )
 from election_daemon.library.recipes import Recipe, our_recipe
+from election_daemon.library.security import DigestAuth, TLSConfig, check_auth, check_tls
 
-__all__ = ["ElectionOptions", "election_options"]
+__all__ = ["ConnectionOptions", "ElectionOptions", "connection_options", "election_options"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOptions:
+    """How our own client connects: TLS (None: plain) and credentials sent after each connection."""
+
+    tls: ssl.SSLContext | None = None
+    auth: tuple[DigestAuth, ...] = ()
+
+
+def connection_options(
+    *,
+    tls: ssl.SSLContext | TLSConfig | None,
+    tls_ca: str | os.PathLike[str] | None,
+    tls_cert: str | os.PathLike[str] | None,
+    tls_key: str | os.PathLike[str] | None,
+    tls_verify_hostname: bool,
+    auth: DigestAuth | str | None,
+    has_client: bool,
+) -> ConnectionOptions:
+    """Check the TLS and authentication arguments of ``Election``/``Observer`` once.
+
+    An application's own client (``client=``) brings its own connection: giving these too is
+    an error rather than silently ignored.
+    """
+    checked = ConnectionOptions(
+        tls=check_tls(tls, ca=tls_ca, cert=tls_cert, key=tls_key, verify_hostname=tls_verify_hostname),
+        auth=check_auth(auth),
+    )
+    if has_client and (checked.tls is not None or checked.auth):
+        raise ConfigError(
+            "tls" if checked.tls is not None else "auth",
+            "configure TLS and authentication on your own client; we do not change its connection",
+        )
+    if checked.tls is not None and not tls_verify_hostname:
+        _log.warning(
+            "TLS host name verification is off: any certificate the CA signed is accepted for any host"
+        )
+    return checked
+
 
 PRIORITY_STABLE_RANGE_S = (0.0, 86400.0)
+_log = logging.getLogger("election_daemon.library")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,17 @@ What it adds to aiozk 0.32 (see shared research ``aiozk.md``):
 - only the server saying "expired" ends a session: aiozk also drops the session when a
   handshake fails (a server still electing its leader), losing leadership for nothing;
 - watch futures that unregister themselves when abandoned;
-- aiozk exceptions converted to :mod:`election_daemon.errors` at this boundary.
+- aiozk exceptions converted to :mod:`election_daemon.errors` at this boundary;
+- TLS (aiozk speaks plain TCP only): both of aiozk's connections (the ``srvr`` probe and the
+  session's) go through an :class:`ssl.SSLContext`, the host of the connect string as the
+  server name checked against the certificate;
+- authentication: ``addauth`` of each credential after every (re)connection, before the
+  session is reported connected, so before any other request of ours;
+- failures that retrying cannot cure end :meth:`ZooKeeper.start` at once with one line:
+  :class:`TLSError` (a certificate refused either way, or TLS spoken to a plain port or the
+  reverse, found out by a second probe) and :class:`AuthFailedError`. Once a session was
+  established they are retried instead (a server may be renewing its certificate), the
+  session suspended meanwhile.
 
 Read-only sessions are never requested; a user-supplied client that reaches one is reported
 as such so that the liveness layer treats it as suspended.
@@ -24,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +48,7 @@ from aiozk.session import Session as _AiozkSession
 from aiozk.states import States
 
 from election_daemon.errors import (
+    AuthFailedError,
     ConnectionLossError,
     ConnectTimeoutError,
     DataTooLargeError,
@@ -44,8 +56,10 @@ from election_daemon.errors import (
     NodeExistsError,
     NoNodeError,
     SessionLostError,
+    TLSError,
     ZooKeeperError,
 )
+from election_daemon.library.security import DigestAuth
 
 __all__ = [
     "MAX_WRITE_BYTES",
@@ -118,12 +132,31 @@ def _converted(what: str) -> Iterator[None]:
         raise NodeExistsError(f"{what}: node exists") from e
     except (zk_exc.NoAuth, zk_exc.AuthFailed, zk_exc.InvalidACL) as e:
         raise NoAuthError(f"{what}: not permitted by ZooKeeper ({type(e).__name__})") from e
+    except zk_exc.UnknownError as e:
+        if e.error_code == _SESSION_CLOSED_REQUIRE_AUTH:
+            raise NoAuthError(
+                f"{what}: the server requires authenticated sessions "
+                "(give credentials or a client certificate)"
+            ) from e
+        raise ZooKeeperError(f"{what}: error code {e.error_code}") from e
     except (zk_exc.SessionExpired, zk_exc.SessionLost, zk_exc.SessionMoved) as e:
         raise SessionLostError(f"{what}: session lost ({type(e).__name__})") from e
     except (zk_exc.ConnectError, zk_exc.ConnectionLoss, zk_exc.TimeoutError, zk_exc.FailedRetry) as e:
         raise ConnectionLossError(f"{what}: connection lost") from e
     except zk_exc.ZKError as e:
         raise ZooKeeperError(f"{what}: {type(e).__name__}") from e
+
+
+# ZooKeeper's SESSIONCLOSEDREQUIRESASLAUTH: enforce.auth.enabled and the session has no
+# identity of the schemes required. aiozk does not know it.
+_SESSION_CLOSED_REQUIRE_AUTH = -124
+# How long a probe that tells a TLS port from a plain one may take.
+_PROBE_S = 1.0
+_PLAIN_TO_TLS = "it speaks TLS on this port: configure TLS (a CA bundle) to connect"
+
+
+class _SpeaksTLSError(Exception):
+    """A plain connection reached a port that speaks TLS."""
 
 
 class _HandshakeFailedError(Exception):
@@ -133,9 +166,37 @@ class _HandshakeFailedError(Exception):
 class _HardenedConnection(Connection):  # type: ignore[misc, unused-ignore]  # (without the stub)
     """An aiozk connection whose loss is reported at once instead of at the next failed ping."""
 
-    def __init__(self, *args: Any, on_closed: Callable[[_HardenedConnection], None], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        on_closed: Callable[[_HardenedConnection], None],
+        ssl_context: ssl.SSLContext | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._on_closed = on_closed
+        self._ssl = ssl_context
+
+    async def connect(self) -> None:
+        if self._ssl is None:
+            await super().connect()
+            return
+        # aiozk's connect(), over TLS: the srvr probe on one connection, the session on another.
+        self.reader, self.writer = await self._open_tls()
+        try:
+            await self._make_handshake()
+        finally:
+            self.writer.close()
+        self.reader, self.writer = await self._open_tls()
+
+    async def _open_tls(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(
+            self.host,
+            self.port,
+            ssl=self._ssl,
+            server_hostname=self.host,
+            ssl_handshake_timeout=self.read_timeout,
+        )
 
     async def read_loop(self) -> None:
         await super().read_loop()
@@ -156,6 +217,28 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc, unused-ignore]  # (
     session_id: int | None
     password: bytes
 
+    def __init__(
+        self,
+        *args: Any,
+        ssl_context: ssl.SSLContext | None = None,
+        auth: tuple[DigestAuth, ...] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.ssl_context = ssl_context
+        self.auth = auth
+        self.established = False
+        """A session was had once: from then on every failure is retried."""
+        self.fatal: asyncio.Future[ZooKeeperError] | None = None
+        """Set by :meth:`ZooKeeper.start`: resolved with the error that retrying cannot cure."""
+        self._tls_failures: dict[tuple[str, int], str] = {}
+        self._probed: set[tuple[str, int]] = set()
+        self._auth_failure_logged = False
+
+    def _give_up(self, error: ZooKeeperError) -> None:
+        if not self.established and self.fatal is not None and not self.fatal.done():
+            self.fatal.set_result(error)
+
     async def make_connection(self, host: str, port: int) -> Connection | None:
         conn = _HardenedConnection(
             host,
@@ -163,18 +246,60 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc, unused-ignore]  # (
             watch_handler=self.event_dispatch,
             read_timeout=self.read_timeout,
             on_closed=self._connection_closed,
+            ssl_context=self.ssl_context,
         )
         # Java and kazoo give each host T/n to answer; aiozk's handshake has no limit at all.
         attempt_s = max(self.timeout / max(len(self.hosts), 1), 0.5)
+        connecting = asyncio.ensure_future(asyncio.wait_for(conn.connect(), attempt_s))
         try:
-            await asyncio.wait_for(conn.connect(), attempt_s)
-        except (TimeoutError, OSError, ConnectionError, zk_exc.ZKError) as e:
-            _log.info("cannot connect to %s:%s: %s", host, port, type(e).__name__)
+            if not self.established and self.ssl_context is None and (host, int(port)) not in self._probed:
+                # A TLS port never answers a plain "srvr": it waits for the rest of a record.
+                # Check for one while waiting, rather than after the whole attempt.
+                done, _ = await asyncio.wait([connecting], timeout=_PROBE_S)
+                if not done:
+                    self._probed.add((host, int(port)))
+                    if await _speaks_tls(host, int(port)):
+                        raise _SpeaksTLSError
+            await connecting
+        except _SpeaksTLSError:
+            connecting.cancel()
+            self._tls_failures[host, int(port)] = _PLAIN_TO_TLS
             with contextlib.suppress(Exception):
                 if conn.writer is not None:
                     conn.writer.close()
             return None
+        except (TimeoutError, OSError, ConnectionError, zk_exc.ZKError) as e:
+            _log.info("cannot connect to %s:%s: %s", host, port, _describe(e))
+            with contextlib.suppress(Exception):
+                if conn.writer is not None:
+                    conn.writer.close()
+            if not self.established:
+                cause = await self._tls_cause(host, int(port), e)
+                if cause is not None:
+                    self._tls_failures[host, int(port)] = cause
+            return None
+        finally:
+            if not connecting.done():
+                connecting.cancel()
+        self._tls_failures.pop((host, int(port)), None)
         return conn
+
+    async def _tls_cause(self, host: str, port: int, error: BaseException) -> str | None:
+        """Why ``error`` is a TLS failure that retrying will not cure, if it is one."""
+        cause = _certain_tls_cause(error)
+        if cause is not None:
+            return cause
+        # The ambiguous ones: a TLS server keeps waiting for the rest of a record after a
+        # plain "srvr"; a plain server drops a ClientHello. A second connection tells.
+        if (host, port) in self._probed or not isinstance(error, (TimeoutError, OSError, ConnectionError)):
+            return None
+        self._probed.add((host, port))
+        if self.ssl_context is not None:
+            if await _speaks_plain(host, port):
+                return "it is a plain port, not TLS: it answered in clear"
+        elif await _speaks_tls(host, port):
+            return _PLAIN_TO_TLS
+        return None
 
     async def find_server(self, allow_read_only: bool) -> None:
         backoff_s = 0.05
@@ -189,6 +314,13 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc, unused-ignore]  # (
                 if conn is not None:
                     break
             if conn is None:
+                if self._tls_failures and len(self._tls_failures) == len(set(self.hosts)):
+                    self._give_up(
+                        TLSError(
+                            "TLS with ZooKeeper failed: "
+                            + "; ".join(f"{h}:{p}: {cause}" for (h, p), cause in self._tls_failures.items())
+                        )
+                    )
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self.max_backoff_s)
         old: Connection | None = getattr(self, "conn", None)
@@ -226,10 +358,49 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc, unused-ignore]  # (
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self.max_backoff_s)
                 continue
+            if self.auth:
+                # The replies to addauth need the read loop; the state says CONNECTED only
+                # after them, so no request of ours can overtake them.
+                conn.start_read_loop()
+                try:
+                    await asyncio.wait_for(
+                        self._authenticate(conn), max(self.timeout / max(len(self.hosts), 1), 0.5)
+                    )
+                except zk_exc.AuthFailed:
+                    conn.abort(zk_exc.ConnectError)
+                    await conn.close(self.timeout)
+                    self._auth_failed(conn)
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, self.max_backoff_s)
+                    continue
+                except (TimeoutError, OSError, zk_exc.ZKError):
+                    conn.abort(zk_exc.ConnectError)
+                    await conn.close(self.timeout)
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, self.max_backoff_s)
+                    continue
             backoff_s = 0.05
+            self.established = True
             self.state.transition_to(States.READ_ONLY if conn.start_read_only else States.CONNECTED)
-            conn.start_read_loop()
+            if not self.auth:
+                conn.start_read_loop()
             await self.set_existing_watches()
+
+    async def _authenticate(self, conn: Connection) -> None:
+        for credential in self.auth:
+            # Built in the call: the password is in no local variable of this frame.
+            await conn.send(protocol.AuthRequest(type=0, scheme=credential.scheme, auth=credential.wire()))
+
+    def _auth_failed(self, conn: Connection) -> None:
+        users = ", ".join(repr(c.user) for c in self.auth)
+        error = AuthFailedError(
+            f"ZooKeeper {conn.host}:{conn.port} rejected the digest credentials of user {users}"
+        )
+        if not self.established:
+            self._give_up(error)
+        elif not self._auth_failure_logged:
+            self._auth_failure_logged = True
+            _log.error("%s; retrying, the session suspended", error)
 
     async def _handshake(self, conn: Connection) -> None:
         reply = await conn.send_connect(
@@ -260,6 +431,68 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc, unused-ignore]  # (
             self.state.transition_to(States.SUSPENDED)
 
 
+def _certain_tls_cause(error: BaseException) -> str | None:
+    """What a TLS error that needs no probe to be understood says, in words."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        message = str(error.verify_message or error.reason or error)
+        if "mismatch" in message:
+            return f"its certificate is not for this host ({message.rstrip('.')})"
+        if "expired" in message:
+            return f"its certificate has expired ({message})"
+        return f"its certificate is not trusted ({message}): check the CA bundle"
+    if isinstance(error, ssl.SSLError) and "ALERT" in str(error.reason or ""):
+        alert = str(error.reason).partition("ALERT_")[2].lower().replace("_", " ")
+        return (
+            f"it refused the TLS handshake (alert: {alert}): our client certificate is missing, "
+            "expired or not signed by a CA it trusts"
+        )
+    if isinstance(error, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(error.reason or ""):
+        return "it does not speak TLS on this port (a plain port?)"
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS: {error.reason or error}"
+    return type(error).__name__
+
+
+async def _speaks_plain(host: str, port: int) -> bool:
+    """Whether ``host:port`` answers ``srvr`` in clear like a ZooKeeper server."""
+    try:
+        async with asyncio.timeout(_PROBE_S):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(b"srvr")
+                answer = await reader.read(64)
+            finally:
+                writer.close()
+    except (TimeoutError, OSError):
+        return False
+    return (
+        answer.startswith(b"Zookeeper version")
+        or b"not executed because it is not in the whitelist" in answer
+    )
+
+
+async def _speaks_tls(host: str, port: int) -> bool:
+    """Whether ``host:port`` completes (or refuses with an alert) a TLS handshake."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(_PROBE_S):
+            _reader, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=None)
+            writer.close()
+    except ssl.SSLError as e:
+        return "ALERT" in str(e.reason or "")
+    except (TimeoutError, OSError):
+        return False
+    return True
+
+
 def _ignore_result(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
@@ -280,16 +513,31 @@ class ZooKeeper:
         self._answered_session: int | None = None
 
     @classmethod
-    def create(cls, servers: str, *, chroot: str | None, session_timeout_s: float) -> ZooKeeper:
+    def create(
+        cls,
+        servers: str,
+        *,
+        chroot: str | None,
+        session_timeout_s: float,
+        tls: ssl.SSLContext | None = None,
+        auth: tuple[DigestAuth, ...] = (),
+    ) -> ZooKeeper:
         """Build (not start) a hardened client that never accepts a read-only session.
 
-        ``servers`` is a chroot-less list with explicit ports (``config.format_servers``).
+        ``servers`` is a chroot-less list with explicit ports (``config.format_servers``);
+        ``tls`` makes every connection TLS; ``auth`` is sent after every connection.
         """
         client = aiozk.ZKClient(
             servers, chroot=chroot, session_timeout=session_timeout_s, allow_read_only=False
         )
         client.session = _HardenedSession(
-            servers, session_timeout_s, retry_policy=None, allow_read_only=False, read_timeout=None
+            servers,
+            session_timeout_s,
+            retry_policy=None,
+            allow_read_only=False,
+            read_timeout=None,
+            ssl_context=tls,
+            auth=auth,
         )
         return cls(client, owns_client=True)
 
@@ -322,9 +570,39 @@ class ZooKeeper:
         return bool(self.client.session.started)
 
     async def start(self, *, connect_timeout_s: float) -> None:
-        """Connect and establish a session, or raise :class:`ConnectTimeoutError`."""
+        """Connect and establish a session, or raise :class:`ConnectTimeoutError`, or at once
+        :class:`TLSError` or :class:`AuthFailedError` when retrying cannot help."""
+        session = self.client.session
+        if not isinstance(session, _HardenedSession):
+            await self._start(self.client.start(), connect_timeout_s)
+            return
+        fatal: asyncio.Future[ZooKeeperError] = asyncio.get_running_loop().create_future()
+        session.fatal = fatal
+
+        async def start_or_give_up() -> None:
+            starting = asyncio.ensure_future(self.client.start())
+            try:
+                waited: list[asyncio.Future[Any]] = [starting, fatal]
+                await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not starting.done():
+                    starting.cancel()
+            if not starting.done() or starting.cancelled():
+                raise fatal.result()
+            starting.result()
+
         try:
-            await asyncio.wait_for(self.client.start(), connect_timeout_s)
+            await self._start(start_or_give_up(), connect_timeout_s)
+        except (TLSError, AuthFailedError):
+            await self._abandon()
+            raise
+        finally:
+            session.fatal = None
+            fatal.cancel()
+
+    async def _start(self, starting: Awaitable[None], connect_timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(starting, connect_timeout_s)
         except TimeoutError:
             await self._abandon()
             raise ConnectTimeoutError(

@@ -31,6 +31,8 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -48,7 +50,7 @@ from election_daemon.errors import (
 )
 from election_daemon.library import protocol
 from election_daemon.library._callbacks import Callbacks
-from election_daemon.library._options import election_options
+from election_daemon.library._options import connection_options, election_options
 from election_daemon.library._zk import GuardFailedError, ZKClient, ZooKeeper, first_of
 from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import (
@@ -63,6 +65,7 @@ from election_daemon.library.events import Event, Reason
 from election_daemon.library.limits import validate_election_path
 from election_daemon.library.priority import MAX_REMEMBERED, PriorityPolicy
 from election_daemon.library.recipes import Recipe
+from election_daemon.library.security import DigestAuth, TLSConfig
 from election_daemon.library.session import Session, SessionChange, SessionState
 from election_daemon.library.transitions import ElectionState, Term, Transition
 
@@ -106,6 +109,17 @@ class Election:
         ``kazoo`` to be seen as a participant by Curator's ``LeaderLatch`` or kazoo's
         ``Election`` on the same path. Whatever the recipe, we queue behind every live
         ephemeral contender of any recipe. Foreign recipes take no ``data`` or ``priority``.
+    :param tls: connect over TLS with this :class:`ssl.SSLContext` (used as is; TLS 1.2 at
+        least) or :class:`~election_daemon.library.security.TLSConfig`; or give the paths:
+    :param tls_ca: PEM bundle of the CAs trusted to sign the servers' certificates.
+    :param tls_cert: our client certificate (mutual TLS; its subject is our ``x509`` id).
+    :param tls_key: its private key (unencrypted PEM), if not in ``tls_cert``'s file.
+    :param tls_verify_hostname: check that each server's certificate names the host of the
+        connect string (default); False accepts any host name, with a warning.
+    :param auth: digest credentials, a :class:`~election_daemon.library.security.DigestAuth`
+        or ``"user:password"``, sent as ``addauth`` after every (re)connection.
+        :meth:`start` raises :class:`~election_daemon.errors.TLSError` or
+        :class:`~election_daemon.errors.AuthFailedError` at once when these are refused.
     """
 
     def __init__(
@@ -122,7 +136,22 @@ class Election:
         priority: int = 0,
         priority_stable_s: float | None = None,
         recipe: Recipe | str = Recipe.NATIVE,
+        tls: ssl.SSLContext | TLSConfig | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_verify_hostname: bool = True,
+        auth: DigestAuth | str | None = None,
     ) -> None:
+        self._connection = connection_options(
+            tls=tls,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_verify_hostname=tls_verify_hostname,
+            auth=auth,
+            has_client=client is not None,
+        )
         options = election_options(
             hosts,
             path,
@@ -284,6 +313,8 @@ class Election:
             chroot=self._chroot,
             session_timeout_s=self.requested_session_timeout_s,
             client=self._client,
+            tls=self._connection.tls,
+            auth=self._connection.auth,
         )
         self._session = session
         session.acquire()

@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from election_daemon.errors import (
     SessionLostError,
     ZooKeeperError,
 )
+from election_daemon.library._options import connection_options
 from election_daemon.library._zk import ZKClient, ZooKeeper
 from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import Participant, read_queue
@@ -47,6 +50,7 @@ from election_daemon.library.limits import (
     parse_hosts,
     validate_election_path,
 )
+from election_daemon.library.security import DigestAuth, TLSConfig
 from election_daemon.library.session import Session, SessionChange, SessionState
 
 __all__ = ["LeaderChange", "Observer", "Snapshot"]
@@ -146,6 +150,8 @@ class Observer:
     :param session_timeout_s: the session timeout to request for the observer's own session.
     :param connect_timeout_s: how long :meth:`start` waits for ZooKeeper.
     :param client: an aiozk ``ZKClient`` to share with elections; it is not closed by us.
+    :param tls: :param tls_ca: :param tls_cert: :param tls_key: :param tls_verify_hostname:
+        :param auth: TLS and credentials, as for :class:`~election_daemon.library.election.Election`.
     """
 
     def __init__(
@@ -156,7 +162,22 @@ class Observer:
         session_timeout_s: float = 10.0,
         connect_timeout_s: float = 30.0,
         client: ZKClient | None = None,
+        tls: ssl.SSLContext | TLSConfig | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_verify_hostname: bool = True,
+        auth: DigestAuth | str | None = None,
     ) -> None:
+        self._connection = connection_options(
+            tls=tls,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_verify_hostname=tls_verify_hostname,
+            auth=auth,
+            has_client=client is not None,
+        )
         session_timeout_s = check_seconds("session_timeout_s", session_timeout_s, SESSION_TIMEOUT_RANGE_S)
         connect_timeout_s = check_seconds("connect_timeout_s", connect_timeout_s, CONNECT_TIMEOUT_RANGE_S)
         self._servers: tuple[tuple[str, int], ...] = ()
@@ -199,6 +220,8 @@ class Observer:
             chroot=self._chroot,
             session_timeout_s=self.session_timeout_s,
             client=self._client,
+            tls=self._connection.tls,
+            auth=self._connection.auth,
         )
         self._session = session
         session.acquire()

@@ -19,16 +19,18 @@ import asyncio
 import contextlib
 import enum
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 from weakref import WeakKeyDictionary
 
 from election_daemon.errors import (
     ConfigError,
     ConnectTimeoutError,
     ElectionError,
+    NoAuthError,
     SessionLostError,
     ZooKeeperError,
 )
@@ -36,6 +38,7 @@ from election_daemon.library._zk import ZKClient, ZkState, ZooKeeper
 from election_daemon.library.events import Reason
 from election_daemon.library.lease import Lease
 from election_daemon.library.limits import format_servers
+from election_daemon.library.security import DigestAuth
 
 __all__ = ["Session", "SessionChange", "SessionState"]
 
@@ -97,6 +100,7 @@ class Session:
         self._probe_now = asyncio.Event()
         self._refs = 0
         self._started = False
+        self._refused: asyncio.Future[ZooKeeperError] | None = None
         self.last_change_monotonic = clock()
 
     # -- sharing ---------------------------------------------------------------------
@@ -109,11 +113,16 @@ class Session:
         chroot: str | None,
         session_timeout_s: float,
         client: ZKClient | None,
+        tls: ssl.SSLContext | None = None,
+        auth: tuple[DigestAuth, ...] = (),
     ) -> Session:
-        """The session to use: the shared one of ``client``, else a new hardened one of our own."""
+        """The session to use: the shared one of ``client``, else a new hardened one of our own
+        (over TLS with ``tls``; ``auth`` sent after every connection)."""
         if client is not None:
             return cls.for_client(client)
-        zk = ZooKeeper.create(format_servers(servers), chroot=chroot, session_timeout_s=session_timeout_s)
+        zk = ZooKeeper.create(
+            format_servers(servers), chroot=chroot, session_timeout_s=session_timeout_s, tls=tls, auth=auth
+        )
         return cls(zk)
 
     @classmethod
@@ -198,13 +207,26 @@ class Session:
             asyncio.create_task(self._follow_client_state(), name="election-session-state"),
             asyncio.create_task(self._probe_loop(), name="election-session-probe"),
         ]
+        refused = self._refused = asyncio.get_running_loop().create_future()
+        connected = asyncio.ensure_future(self.wait_connected())
         try:
-            await asyncio.wait_for(self.wait_connected(), connect_timeout_s)
-        except TimeoutError:
+            waited: list[asyncio.Future[Any]] = [connected, refused]
+            done, _ = await asyncio.wait(
+                waited, timeout=connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            connected.cancel()
+            self._refused = None
+        if refused in done:
+            await self.close()
+            raise refused.result()
+        refused.cancel()
+        if connected not in done:
             await self.close()
             raise ConnectTimeoutError(
                 f"ZooKeeper did not answer a probe within {connect_timeout_s:g} s"
             ) from None
+        connected.result()
 
     async def close(self) -> None:
         """Stop probing; close the client if this session owns it (its nodes go at once)."""
@@ -320,6 +342,12 @@ class Session:
         try:
             # No longer than a lease: a probe stuck on a dead connection renews nothing.
             await asyncio.wait_for(self.zk.sync("/"), self._lease.length_s)
+        except NoAuthError as e:
+            # The server closes unauthenticated sessions when it enforces authentication:
+            # before the first connection that is a refusal to report, not a fault to wait out.
+            if self._refused is not None and not self._refused.done():
+                self._refused.set_result(e)
+            return
         except (TimeoutError, ZooKeeperError):
             return
         except ElectionError:

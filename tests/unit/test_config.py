@@ -719,6 +719,7 @@ def test_exit_code_values_are_the_documented_ones() -> None:
         "VERIFY_FAILED": 7,
         "OPERATION_FAILED": 8,
         "ELECTION_FAILED": 9,
+        "TLS_FAILED": 10,
     }
     assert ExitCode(3) is ExitCode.ZK_UNREACHABLE
     assert all(code.__doc__ for code in ExitCode)

@@ -113,3 +113,11 @@ class TransactionRequest(Request[TransactionResponse]):
 
 class TransactionResponse(Response):
     responses: list[Response | Exception]
+
+AUTH_XID: int
+WATCH_XID: int
+
+class AuthResponse(Response): ...
+
+class AuthRequest(Request[AuthResponse]):
+    def __init__(self, *, type: int, scheme: str, auth: bytes) -> None: ...
