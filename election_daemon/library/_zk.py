@@ -121,6 +121,18 @@ class Stat:
         )
 
 
+class _SessionClosedRequireAuth(zk_exc.ResponseError):
+    """ZooKeeper's SESSIONCLOSEDREQUIRESASLAUTH: enforce.auth.enabled, and the session has no
+    identity of the schemes required.
+
+    aiozk does not know the code, and its fallback (``UnknownError``) prints it on stdout,
+    which would break the daemon's JSON lines. Defining the class registers it with aiozk's
+    own table of response errors (its metaclass does), so aiozk raises it instead.
+    """
+
+    error_code = -124
+
+
 @contextlib.contextmanager
 def _converted(what: str) -> Iterator[None]:
     """Convert aiozk's exceptions into ours, keeping the original as ``__cause__``."""
@@ -132,12 +144,11 @@ def _converted(what: str) -> Iterator[None]:
         raise NodeExistsError(f"{what}: node exists") from e
     except (zk_exc.NoAuth, zk_exc.AuthFailed, zk_exc.InvalidACL) as e:
         raise NoAuthError(f"{what}: not permitted by ZooKeeper ({type(e).__name__})") from e
+    except _SessionClosedRequireAuth as e:
+        raise NoAuthError(
+            f"{what}: the server requires authenticated sessions (give credentials or a client certificate)"
+        ) from e
     except zk_exc.UnknownError as e:
-        if e.error_code == _SESSION_CLOSED_REQUIRE_AUTH:
-            raise NoAuthError(
-                f"{what}: the server requires authenticated sessions "
-                "(give credentials or a client certificate)"
-            ) from e
         raise ZooKeeperError(f"{what}: error code {e.error_code}") from e
     except (zk_exc.SessionExpired, zk_exc.SessionLost, zk_exc.SessionMoved) as e:
         raise SessionLostError(f"{what}: session lost ({type(e).__name__})") from e
@@ -147,9 +158,6 @@ def _converted(what: str) -> Iterator[None]:
         raise ZooKeeperError(f"{what}: {type(e).__name__}") from e
 
 
-# ZooKeeper's SESSIONCLOSEDREQUIRESASLAUTH: enforce.auth.enabled and the session has no
-# identity of the schemes required. aiozk does not know it.
-_SESSION_CLOSED_REQUIRE_AUTH = -124
 # How long a probe that tells a TLS port from a plain one may take.
 _PROBE_S = 1.0
 _PLAIN_TO_TLS = "it speaks TLS on this port: configure TLS (a CA bundle) to connect"

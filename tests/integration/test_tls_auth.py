@@ -52,11 +52,14 @@ def enforcing(zk_factory: ZooKeeperFactory) -> ZooKeeperEnsemble:
 
 
 def refused_run(args: list[str]) -> tuple[int, str, float]:
-    """Run the daemon to its end: (exit code, stderr, seconds), stdout checked for the password."""
+    """Run the daemon to its end: (exit code, stderr, seconds), stdout checked for the password
+    and for being JSON lines only (aiozk prints codes it does not know; the adapter teaches it)."""
     started = time.monotonic()
-    done = run_daemon([*args, "--connect-timeout", "30"], timeout_s=40)
+    done = run_daemon([*args, "--connect-timeout", "30", "--log-format", "json"], timeout_s=40)
     took = time.monotonic() - started
     assert PASSWORD not in done.stdout + done.stderr
+    for line in done.stdout.splitlines():
+        assert isinstance(json.loads(line), dict), line
     return done.returncode, done.stderr, took
 
 
