@@ -28,6 +28,7 @@ from election_daemon.cli.options import PROG, Command, Settings, guarded, load
 from election_daemon.daemon import jsonout
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.daemon.logs import SCHEMA_KEYS
+from election_daemon.library.acl import AclEntry, describe, merged, open_rights, perms_text
 from election_daemon.library.candidacy import Participant
 from election_daemon.library.events import Event, Reason
 from election_daemon.library.limits import (
@@ -258,13 +259,36 @@ def status_main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
 async def _status(options: ObserveOptions, settings: Settings) -> int:
     async with options.observer() as observer:
         snapshot = await observer.snapshot()
+        acl = await observer.acl()
+    warning = _acl_warning(snapshot.path, acl)
     if settings.get("json"):
-        print(jsonout.dumps(snapshot.as_dict()))
-    elif sys.stdout.isatty():
+        document = snapshot.as_dict()
+        document["acl"] = (
+            None if acl is None else [{"id": e.who, "perms": perms_text(e.perms)} for e in merged(acl)]
+        )
+        document["acl_warning"] = warning
+        print(jsonout.dumps(document))
+        return ExitCode.OK
+    if sys.stdout.isatty():
         Console(highlight=False).print(_status_table(snapshot))
     else:
         print(_status_text(snapshot))
+    if acl is not None:
+        print(f"acl: {terminal_text(describe(acl), 2000)}")
+    if warning is not None:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     return ExitCode.OK
+
+
+def _acl_warning(path: str, acl: Sequence[AclEntry] | None) -> str | None:
+    """One line when anyone may write, create or delete under ``path``."""
+    rights = 0 if acl is None else open_rights(acl)
+    if not rights:
+        return None
+    return (
+        f"the ACL of {terminal_text(path, 200)} is open: world:anyone may {perms_text(rights)} "
+        "(anyone may delete the leader's node, jump the queue or ask for a step-down; see --acl-participant)"
+    )
 
 
 def _headline(snapshot: Snapshot) -> str:

@@ -225,6 +225,28 @@ OPTIONS: tuple[Option, ...] = (
         "digest credentials: a file readable by its owner only holding one line 'digest user:password'",
     ),
     Option(
+        "acl-participant",
+        Kind.NAMES,
+        "ID",
+        "with ACLs: an id that may join the election, e.g. digest:alice:<hash> or x509:CN=...; "
+        "repeatable; in the environment: ids separated by ';'; TOML: [acl] participants",
+        field="acl_participants",
+    ),
+    Option(
+        "acl-operator",
+        Kind.NAMES,
+        "ID",
+        "with ACLs: an id that may ask for a step-down or handover (repeatable; TOML: [acl] operators)",
+        field="acl_operators",
+    ),
+    Option(
+        "acl-reader",
+        Kind.NAMES,
+        "ID",
+        "with ACLs: an id that may read the election, world:anyone for all (repeatable; TOML: [acl] readers)",
+        field="acl_readers",
+    ),
+    Option(
         "id",
         Kind.TEXT,
         "ID",
@@ -422,7 +444,9 @@ def _epilog(command: Command) -> str:
         listed = [f"  {CONFIG_ENV:<{width}}  --config"] if command.config_file else []
         for option in variables:
             meaning = "COMMAND, as shell words" if option.kind is Kind.WORDS else option.label
-            if option.kind is Kind.NAMES:
+            if option.name in _ACL_OPTIONS:
+                meaning += ", ids separated by ';'"
+            elif option.kind is Kind.NAMES:
                 meaning += ", names separated by commas or spaces"
             listed.append(f"  {option.env:<{width}}  {meaning}")
         lines += ["environment:", *listed]
@@ -573,7 +597,7 @@ def _file_settings(command: Command, path: Path) -> dict[str, _Setting]:
     options = {option.name: option for option in command.rows if command.reads_file(option)}
     settings: dict[str, _Setting] = {}
     keys: dict[str, str] = {}
-    for key, value in document.items():
+    for key, value in _acl_table(document, path).items():
         name = key.replace("_", "-")
         option = options.get(name)
         if option is None:
@@ -586,6 +610,30 @@ def _file_settings(command: Command, path: Path) -> dict[str, _Setting]:
         where = f"key {show(key)} in {path}"
         settings[option.dest] = (_from_toml(option, value, where), where)
     return settings
+
+
+_ACL_OPTIONS = {"acl-participant": "participants", "acl-operator": "operators", "acl-reader": "readers"}
+
+
+def _acl_table(document: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The document with its ``[acl]`` table (participants, operators, readers) as the
+    ``acl-participant``, ``acl-operator`` and ``acl-reader`` keys."""
+    table = document.get("acl")
+    if table is None:
+        return document
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "--config", f"'acl' in {path} must be a table with participants, operators, readers"
+        )
+    flat = {k: v for k, v in document.items() if k != "acl"}
+    keys = {v: k for k, v in _ACL_OPTIONS.items()}
+    for key, value in table.items():
+        if key not in keys:
+            raise ConfigError(
+                "--config", f"unknown key {show(key)} in [acl] of {path}{_suggest(key, list(keys))}"
+            )
+        flat[keys[key]] = value
+    return flat
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -635,7 +683,7 @@ def _from_text(option: Option, text: str, origin: str | None) -> object:
         if option.kind is Kind.INTEGER:
             return integer(text)
         if option.kind is Kind.NAMES:
-            return tuple(text.replace(",", " ").split())
+            return _names(option, text)
         if option.kind in (Kind.BOOL, Kind.SWITCH):
             return _parse_bool(text)
         if option.kind is Kind.WORDS:
@@ -646,6 +694,13 @@ def _from_text(option: Option, text: str, origin: str | None) -> object:
             option.label, f"{source}{_TEXT_EXPECTATIONS[option.kind]}, got {show(text)}"
         ) from None
     return text
+
+
+def _names(option: Option, text: str) -> tuple[str, ...]:
+    if option.name in _ACL_OPTIONS:
+        # An x509 subject holds commas and spaces.
+        return tuple(word.strip() for word in text.split(";") if word.strip())
+    return tuple(text.replace(",", " ").split())
 
 
 def _parse_bool(text: str) -> bool:

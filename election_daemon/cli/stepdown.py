@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from election_daemon.cli.observe import ObserveOptions, observer_command, run_observer_command
 from election_daemon.cli.options import OperationError, Settings
 from election_daemon.daemon.exitcodes import ExitCode
-from election_daemon.errors import ConfigError
+from election_daemon.errors import ConfigError, NoAuthError
 from election_daemon.library._zk import ZooKeeper
 from election_daemon.library.candidacy import Participant, read_queue
 from election_daemon.library.limits import format_servers, parse_hosts
@@ -42,6 +42,7 @@ _COMMAND = observer_command(
     exit_codes={
         ExitCode.OK: "a new leader is first in the queue, or the one named by --to already led",
         ExitCode.OPERATION_FAILED: "no leader, no such participant, or no new leader within --wait",
+        ExitCode.ZK_REFUSED: "the election's ACL does not let us (not an operator), or our credentials",
     },
 )
 
@@ -85,10 +86,16 @@ async def _step_down(zk: ZooKeeper, path: str, to: str | None, wait_s: float) ->
     if target is not None and target.node == leader.node:
         return f"{_name(leader)} already leads {path} (token {leader.token})"
     started = time.monotonic()
-    if target is not None:
-        await write_handover(zk, path, target.node)
-    raw, stat = await zk.get(leader.node)
-    await zk.set(leader.node, with_step_down_request(raw, new_request_id()), version=stat.version)
+    try:
+        if target is not None:
+            await write_handover(zk, path, target.node)
+        raw, stat = await zk.get(leader.node)
+        await zk.set(leader.node, with_step_down_request(raw, new_request_id()), version=stat.version)
+    except NoAuthError:
+        raise NoAuthError(
+            f"{path}: the ACL does not let this session ask {_name(leader)} to step down: "
+            "give the --auth-file of an operator (an --acl-operator id of the election)"
+        ) from None
     new = await _wait_for_new_leader(zk, path, leader, target, started + wait_s)
     took_s = time.monotonic() - started
     return (

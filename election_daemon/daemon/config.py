@@ -18,6 +18,7 @@ from typing import TypeAlias
 
 from election_daemon.errors import ConfigError
 from election_daemon.library import payload
+from election_daemon.library.acl import ElectionACL, check_acl
 from election_daemon.library.limits import (
     CONNECT_TIMEOUT_RANGE_S,
     SESSION_TIMEOUT_RANGE_S,
@@ -120,6 +121,15 @@ class DaemonConfig:
     auth_file: str | None = None
     """File holding ``digest user:password``, readable by its owner only (mode 0600 or less)."""
 
+    acl_participants: tuple[str, ...] = ()
+    """With ACLs: ids that may join the election (``--acl-participant``)."""
+
+    acl_operators: tuple[str, ...] = ()
+    """With ACLs: ids that may ask for a step-down or a handover (``--acl-operator``)."""
+
+    acl_readers: tuple[str, ...] = ()
+    """With ACLs: ids that may read the election (``--acl-reader``)."""
+
     identity: str = field(default_factory=default_identity)
     """This contender's name as others see it; defaults to ``hostname:pid``."""
 
@@ -186,6 +196,9 @@ class DaemonConfig:
     auth: tuple[DigestAuth, ...] = field(init=False, repr=False, compare=False)
     """The credentials read from ``auth_file`` (their repr never shows the password)."""
 
+    acl: ElectionACL | None = field(init=False)
+    """The ``acl_*`` ids checked, or None without any (everything created open)."""
+
     warnings: tuple[str, ...] = field(init=False)
     """Accepted but risky settings, one line each, for the daemon to log at startup."""
 
@@ -208,6 +221,14 @@ class DaemonConfig:
                 "--tls-no-verify-hostname: any certificate the CA signed is accepted for any host"
             )
         auth = () if self.auth_file is None else (read_auth_file(self.auth_file, "--auth-file"),)
+        acl = check_acl(
+            ElectionACL(self.acl_participants, self.acl_operators, self.acl_readers)
+            if self.acl_participants or self.acl_operators or self.acl_readers
+            else None,
+            "--acl",
+        )
+        if acl is not None and not auth and self.tls_cert is None:
+            raise ConfigError("--acl-participant", "ACLs need an identity: give --auth-file or --tls-cert")
         check_identity(self.identity, "--id")
         data_bytes = None if self.data is None else payload.check_data(self.data, "--data")
         if self.kill_grace_override_s is None:
@@ -250,6 +271,7 @@ class DaemonConfig:
             "kill_grace_s": kill_grace_s,
             "tls_context": tls_context,
             "auth": auth,
+            "acl": acl,
             "warnings": tuple(warnings),
         }
         for name, value in resolved.items():

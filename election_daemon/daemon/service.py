@@ -88,6 +88,7 @@ class Daemon:
             recipe=config.recipe.value,
             tls=config.tls_context,
             auth=config.auth[0] if config.auth else None,
+            acl=config.acl,
         )
         self._exit = asyncio.Event()
         self._exit_code: int = ExitCode.OK

@@ -36,7 +36,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
@@ -59,6 +59,7 @@ from election_daemon.errors import (
     TLSError,
     ZooKeeperError,
 )
+from election_daemon.library.acl import AclEntry
 from election_daemon.library.security import DigestAuth
 
 __all__ = [
@@ -694,17 +695,42 @@ class ZooKeeper:
         """A round trip through the ZooKeeper leader: our liveness probe."""
         await self._call(f"sync {path}", protocol.SyncRequest(path=self._path(path)))
 
-    async def ensure_path(self, path: str) -> None:
+    async def ensure_path(self, path: str, acl: Sequence[AclEntry] | None = None) -> None:
+        """Create ``path`` and its missing ancestors; with ``acl``, ``path`` itself gets it
+        (the ancestors are created open, as without)."""
         with _converted(f"create {path}"):
-            await self.client.ensure_path(path)
+            if acl is None:
+                await self.client.ensure_path(path)
+                return
+            parent = path.rsplit("/", 1)[0]
+            if parent:
+                await self.client.ensure_path(parent)
+            request = protocol.Create2Request(path=self._path(path), data=b"", acl=_aiozk_acl(acl))
+            request.set_flags(ephemeral=False, sequential=False, container=False)
+            with contextlib.suppress(zk_exc.NodeExists):
+                await self.client.send(request)
 
-    async def create_ephemeral_sequential(self, prefix: str, data: bytes) -> tuple[str, Stat]:
-        """Create ``prefix`` + a sequence number; returns the node's path and stat."""
+    async def get_acl(self, path: str) -> tuple[AclEntry, ...]:
+        """``path``'s ACL as ZooKeeper keeps it (``auth`` entries expanded to the creator's ids)."""
+        response: protocol.GetACLResponse = await self._call(
+            f"read the ACL of {path}", protocol.GetACLRequest(path=self._path(path))
+        )
+        return tuple(AclEntry(str(a.id.scheme), str(a.id.id), int(a.perms)) for a in response.acl)
+
+    async def create_ephemeral_sequential(
+        self, prefix: str, data: bytes, acl: Sequence[AclEntry] | None = None
+    ) -> tuple[str, Stat]:
+        """Create ``prefix`` + a sequence number (with ``acl``, else open); returns the node's
+        path and stat."""
         if len(data) > MAX_WRITE_BYTES:
             raise DataTooLargeError(
                 f"node data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}"
             )
-        request = protocol.Create2Request(path=self._path(prefix), data=data, acl=self.client.default_acl)
+        request = protocol.Create2Request(
+            path=self._path(prefix),
+            data=data,
+            acl=self.client.default_acl if acl is None else _aiozk_acl(acl),
+        )
         request.set_flags(ephemeral=True, sequential=True, container=False)
         response: protocol.Create2Response = await self._call(f"create {prefix}", request)
         return str(self.client.denormalize_path(response.path)), Stat._from_aiozk(response.stat)
@@ -861,6 +887,15 @@ def close_session_request(xid: int) -> bytes:
     """A serialized request that closes the connection's session (without the length prefix)."""
     raw: bytes = protocol.CloseRequest().serialize(xid)
     return raw
+
+
+def _aiozk_acl(entries: Sequence[AclEntry]) -> list[aiozk.ACL]:
+    acl = []
+    for e in entries:
+        entry = aiozk.ACL.make(scheme=e.scheme, id=e.id)
+        entry.perms = e.perms
+        acl.append(entry)
+    return acl
 
 
 async def first_of(*aws: Awaitable[Any]) -> None:

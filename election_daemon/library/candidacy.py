@@ -27,9 +27,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from election_daemon.errors import NoNodeError, ZooKeeperError
+from election_daemon.errors import NoAuthError, NoNodeError, ZooKeeperError
 from election_daemon.library import payload
 from election_daemon.library._zk import Stat, ZooKeeper
+from election_daemon.library.acl import (
+    ElectionACL,
+    Identities,
+    can_delete_children,
+    describe,
+    node_acl,
+    path_acl,
+)
 from election_daemon.library.limits import MAX_IDENTITY_BYTES
 from election_daemon.library.protocol import with_step_down_request
 from election_daemon.library.recipes import Contender, Recipe, new_guid, node_prefix, parse_contenders
@@ -229,8 +237,12 @@ class Candidacy:
         session_id: int,
         priority: int = 0,
         recipe: Recipe = Recipe.NATIVE,
+        acl: ElectionACL | None = None,
+        identities: Identities | None = None,
     ) -> None:
         self.zk = zk
+        self.acl = acl
+        self.identities = identities
         self.path = path
         self.payload = payload
         self.session_id = session_id
@@ -256,15 +268,36 @@ class Candidacy:
                 self.czxid = stat.czxid
                 return self.node
             try:
+                await self._check_path_acl()
                 prefix = node_prefix(self.recipe, self.guid, self.priority)
                 self.node, created = await self.zk.create_ephemeral_sequential(
-                    f"{self.path}/{prefix}", self.payload
+                    f"{self.path}/{prefix}",
+                    self.payload,
+                    None if self.acl is None else node_acl(self.acl, self._ours()),
                 )
                 self.czxid = created.czxid
                 return self.node
             except NoNodeError:
                 # The election path is missing (first use, or deleted mid-run): recreate it.
-                await self.zk.ensure_path(self.path)
+                await self.zk.ensure_path(
+                    self.path, None if self.acl is None else path_acl(self.acl, self._ours())
+                )
+
+    def _ours(self) -> tuple[str, ...]:
+        return () if self.identities is None else self.identities.ids
+
+    async def _check_path_acl(self) -> None:
+        """Refuse (NoAuthError) a path whose ACL cannot let us delete our own node, before
+        our node enters the queue: we could not resign or hand over, only close the session."""
+        if self.identities is None:
+            return
+        entries = await self.zk.get_acl(self.path)
+        if not can_delete_children(entries, self.identities.ids, self.identities.unknown_schemes):
+            who = ", ".join(self.identities.ids) or "an unauthenticated session"
+            raise NoAuthError(
+                f"the ACL of {self.path} ({describe(entries)}) gives us ({who}) no DELETE: we could "
+                "not remove our own node to resign; grant DELETE to the participants (--acl-participant)"
+            )
 
     async def position(self) -> Position:
         """Our node's place in the queue; raises NoNodeError if our node is gone."""

@@ -52,6 +52,7 @@ from election_daemon.library import protocol
 from election_daemon.library._callbacks import Callbacks
 from election_daemon.library._options import connection_options, election_options
 from election_daemon.library._zk import GuardFailedError, ZKClient, ZooKeeper, first_of
+from election_daemon.library.acl import ElectionACL, Identities, check_acl
 from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import (
     Candidacy,
@@ -120,6 +121,11 @@ class Election:
         or ``"user:password"``, sent as ``addauth`` after every (re)connection.
         :meth:`start` raises :class:`~election_daemon.errors.TLSError` or
         :class:`~election_daemon.errors.AuthFailedError` at once when these are refused.
+    :param acl: who may join, ask for a step-down and read
+        (:class:`~election_daemon.library.acl.ElectionACL`); the path and our node are created
+        with these ACLs. None (default): created open, as ZooKeeper's ``world:anyone``. With
+        ``acl`` or ``auth``, :meth:`start` raises :class:`NoAuthError` for a path whose ACL
+        cannot let us delete our own node, before our node enters the queue.
     """
 
     def __init__(
@@ -142,6 +148,7 @@ class Election:
         tls_key: str | os.PathLike[str] | None = None,
         tls_verify_hostname: bool = True,
         auth: DigestAuth | str | None = None,
+        acl: ElectionACL | None = None,
     ) -> None:
         self._connection = connection_options(
             tls=tls,
@@ -164,6 +171,18 @@ class Election:
             priority=priority,
             priority_stable_s=priority_stable_s,
             recipe=recipe,
+        )
+        self.acl = check_acl(acl)
+        # With authentication on, a path whose ACL forbids our delete is refused at join.
+        self._identities = (
+            Identities(
+                ids=tuple(a.acl_id() for a in self._connection.auth),
+                unknown_schemes=("ip", "sasl", "x509")
+                if self._connection.tls is not None
+                else ("ip", "sasl"),
+            )
+            if self._connection.auth or self.acl is not None
+            else None
         )
         self.recipe = options.recipe
         self._servers, self._chroot = options.servers, options.chroot
@@ -560,6 +579,8 @@ class Election:
                     session_id=session_id,
                     priority=self.priority,
                     recipe=self.recipe,
+                    acl=self.acl,
+                    identities=self._identities,
                 )
             await candidacy.join()
             await self._contend(candidacy)
@@ -833,6 +854,8 @@ class Election:
             session_id=candidacy.session_id,
             priority=self.priority,
             recipe=self.recipe,
+            acl=self.acl,
+            identities=self._identities,
         )
         try:
             await new.join()

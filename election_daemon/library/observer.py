@@ -40,6 +40,7 @@ from election_daemon.errors import (
 )
 from election_daemon.library._options import connection_options
 from election_daemon.library._zk import ZKClient, ZooKeeper
+from election_daemon.library.acl import AclEntry
 from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import Participant, read_queue
 from election_daemon.library.events import Reason
@@ -301,6 +302,18 @@ class Observer:
             )
         since = None if leader is None else await self._created_at(session.zk, leader, now)
         return Snapshot(self.path, leader, participants, since, False, now, connected=True)
+
+    async def acl(self) -> tuple[AclEntry, ...] | None:
+        """The election path's ACL as ZooKeeper keeps it; None if the path does not exist.
+
+        :func:`election_daemon.library.acl.open_rights` tells what it leaves to anyone.
+        """
+        session = self._require_started()
+        await session.wait_connected()
+        try:
+            return await session.zk.get_acl(self.path)
+        except NoNodeError:
+            return None
 
     def latest(self) -> Snapshot | None:
         """The view as of the last change the observer saw, without asking ZooKeeper."""

@@ -16,6 +16,8 @@ Errors are :class:`ConfigError` naming the field (``"tls_ca"`` for the library,
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import ssl
 import stat
@@ -211,6 +213,12 @@ class DigestAuth:
     def wire(self) -> bytes:
         """The ``auth`` field of the request: ``user:password`` in UTF-8."""
         return self._secret
+
+    def acl_id(self) -> str:
+        """The id ZooKeeper grants a session with these credentials: ``digest:user:<hash>``
+        (base64 of the SHA-1 of ``user:password``), which ACLs name."""
+        digest = base64.b64encode(hashlib.sha1(self._secret).digest()).decode()
+        return f"digest:{self.user}:{digest}"
 
     def __repr__(self) -> str:
         return f"DigestAuth(user={self.user!r}, password={_REDACTED})"

@@ -235,7 +235,8 @@ async def test_status_json_lists_everyone_leader_first_through_a_failover(
         code, out, err = await status("--hosts", zk_hosts, "--path", zk_path, "--json")
         assert (code, err) == (0, ""), err
         record = json.loads(out)
-        assert list(record) == ["path", "leader", "leader_for_s", "participants"]
+        assert list(record) == ["path", "leader", "leader_for_s", "participants", "acl", "acl_warning"]
+        assert record["acl"] == [{"id": "world:anyone", "perms": "cdrwa"}] and record["acl_warning"]
         assert [p["id"] for p in record["participants"]] == ["p0", "p1", "p2"]
         assert record["participants"][0] == record["leader"]
         assert record["leader"]["token"] == term0.token
@@ -272,8 +273,10 @@ async def test_status_text_is_aligned_and_escapes_what_contenders_publish(
             json_code, json_out, _ = await status("--hosts", zk_hosts, "--path", zk_path, "--json")
         finally:
             await foreign.close()
-    assert (code, err) == (0, ""), err
+    # The path is open (no ACL options): status says so on stderr, and shows the ACL last.
+    assert code == 0 and err.startswith("election-daemon: warning: the ACL of"), err
     lines = out.splitlines()
+    assert lines[-1] == "acl: world:anyone:cdrwa"
     assert lines[0].startswith(f"{zk_path}: leader p0 (token {term.token}), leading for at most ")
     assert lines[1].split() == ["ID", "RECIPE", "TOKEN", "SESSION", "PRIORITY", "NODE", "DATA"]
     assert lines[2].split()[:4] == ["*", "p0", "native", str(term.token)]
@@ -294,6 +297,8 @@ async def test_status_exit_codes(zk_hosts: str, zk_path: str, tcp_proxy: Callabl
         "leader": None,
         "leader_for_s": None,
         "participants": [],
+        "acl": None,
+        "acl_warning": None,
     }
     for args, field in [
         (["--hosts", zk_hosts], "--path"),

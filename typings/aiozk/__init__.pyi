@@ -3,6 +3,7 @@
 from typing import Any, TypeVar
 
 from aiozk import protocol
+from aiozk.protocol import ACL as ACL
 from aiozk.protocol import WatchEvent as WatchEvent
 from aiozk.session import Session
 

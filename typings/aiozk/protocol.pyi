@@ -121,3 +121,29 @@ class AuthResponse(Response): ...
 
 class AuthRequest(Request[AuthResponse]):
     def __init__(self, *, type: int, scheme: str, auth: bytes) -> None: ...
+
+class ID(Part):
+    scheme: str
+    id: str
+
+class ACL(Part):
+    perms: int
+    id: ID
+    @classmethod
+    def make(
+        cls,
+        scheme: str,
+        id: str,
+        read: bool = False,
+        write: bool = False,
+        create: bool = False,
+        delete: bool = False,
+        admin: bool = False,
+    ) -> ACL: ...
+
+class GetACLRequest(Request[GetACLResponse]):
+    def __init__(self, *, path: str) -> None: ...
+
+class GetACLResponse(Response):
+    acl: list[ACL]
+    stat: Stat
