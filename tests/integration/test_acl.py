@@ -1,5 +1,5 @@
 """ACLs on the election path and its nodes (issue 9, section 3), against a real server with
-digest authentication.
+digest authentication, and x509 identities over mutual TLS.
 
 Every attack of the issue's "Why" is replayed by an unauthenticated kazoo client and by an
 authenticated stranger (neither participant nor operator): ZooKeeper refuses each one
@@ -31,7 +31,7 @@ from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.errors import NoAuthError
 from election_daemon.library.acl import ElectionACL
 from election_daemon.library.security import DigestAuth
-from election_daemon.testing import digest_id
+from election_daemon.testing import TlsFiles, ZooKeeperEnsemble, digest_id
 
 T = 2.0
 SETTLE_S = 1.0
@@ -292,3 +292,71 @@ async def test_status_shows_the_acl_and_warns_only_when_it_is_open(
 
 def test_digest_ids_are_zookeepers() -> None:
     assert DigestAuth("alice", USERS["alice"]).acl_id() == ident("alice")
+
+
+# -- x509 identities ----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+async def test_x509_participants_and_operators(
+    zk_tls: ZooKeeperEnsemble, zk_tls_hosts: str, tls_files: TlsFiles, zk_path: str, tmp_path: Path
+) -> None:
+    """A participant by certificate leads, one by digest follows; the operator's certificate may
+    ask for a step-down but neither delete nor join; strangers are refused as with digest."""
+    acl = ElectionACL(
+        participants=(f"x509:{tls_files.client.x509_id}", ident("carol")),
+        operators=(f"x509:{tls_files.operator.x509_id}",),
+    )
+    context = tls_files.client_context(tls_files.client)
+    alpha = Election(zk_tls_hosts, zk_path, identity="alpha", session_timeout_s=T, tls=context, acl=acl)
+    beta = Election(zk_tls.hosts, zk_path, identity="beta", session_timeout_s=T, auth=creds("carol"), acl=acl)
+    revoked: list[object] = []
+    alpha.on_revoked(revoked.append)
+    await alpha.start()
+    try:
+        term = await alpha.wait_for_leadership(10)
+        await beta.start()
+        r = Running(zk_tls.hosts, zk_path, alpha, beta, term.token, revoked)
+
+        def attacks() -> None:
+            operator = KazooClient(
+                hosts=zk_tls_hosts,
+                use_ssl=True,
+                ca=str(tls_files.ca),
+                verify_certs=True,
+                certfile=str(tls_files.operator.cert),
+                keyfile=str(tls_files.operator.key),
+                timeout=5.0,
+            )
+            operator.start(timeout=15)
+            try:
+                for attack in (_delete, _queue_jump):
+                    with pytest.raises(KazooNoAuthError):
+                        attack(r, operator)
+            finally:
+                operator.stop()
+                operator.close()
+            for attacker in (None, "mallory"):
+                with kazoo(zk_tls.hosts, attacker) as client:
+                    for replay in ATTACKS.values():
+                        with pytest.raises(KazooNoAuthError):
+                            replay(r, client)
+
+        await asyncio.to_thread(attacks)
+        await r.assert_undisturbed()
+        options = [
+            "--tls-ca",
+            str(tls_files.ca),
+            "--tls-cert",
+            str(tls_files.operator.cert),
+            "--tls-key",
+            str(tls_files.operator.key),
+        ]
+        done = await asyncio.to_thread(
+            run_daemon, ["step-down", "--hosts", zk_tls_hosts, "--path", zk_path, "--wait", "10", *options]
+        )
+        assert done.returncode == ExitCode.OK, done.stderr
+        assert (await beta.wait_for_leadership(10)).token > term.token
+    finally:
+        await beta.stop()
+        await alpha.stop()
