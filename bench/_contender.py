@@ -1,6 +1,7 @@
 """One leader election contender per process, for bench/failover.py: this library, aiozk's or kazoo's recipe.
 
-Run as ``python bench/_contender.py KIND --hosts H --path P --session-timeout T``. The process
+Run as ``python bench/_contender.py KIND --hosts H --path P --session-timeout T`` (and, for the
+library over mutual TLS, ``--tls-ca CA --tls-cert CERT --tls-key KEY``). The process
 joins the election and writes one JSON object per line on stdout: ``elected`` the moment its
 leader code starts to run, ``stopped`` once it has left. Every line carries
 ``monotonic_s`` from :func:`time.monotonic`: CLOCK_MONOTONIC is system-wide on Linux, so the
@@ -47,6 +48,9 @@ async def _run_library(args: argparse.Namespace) -> None:
         identity=args.id,
         session_timeout_s=args.session_timeout,
         connect_timeout_s=30.0,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     election.on_elected(lambda term: _emit("elected", token=term.token))
     stop = _stop_requested()
@@ -106,7 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--path", required=True)
     parser.add_argument("--session-timeout", type=float, required=True, help="seconds")
     parser.add_argument("--id", default="contender")
+    parser.add_argument("--tls-ca", help="library only: connect over TLS trusting this CA (PEM)")
+    parser.add_argument("--tls-cert", help="library only: client certificate (PEM) for mutual TLS")
+    parser.add_argument("--tls-key", help="library only: its private key (PEM)")
     args = parser.parse_args(argv)
+    if args.kind != "library" and (args.tls_ca or args.tls_cert):
+        parser.error("--tls-ca and --tls-cert are for the library contender only")
     if args.kind == "kazoo":
         _run_kazoo(args)
     else:

@@ -25,7 +25,13 @@ Rows (T is the session timeout, 2 s unless --session-timeout says otherwise):
   ``child_started``. This is the safety margin; target: at least 400 ms in every trial.
 - ``daemon/cut-failover``: same trials, from the cut to the new ``child_started``.
 
-Usage: ``python bench/failover.py [--trials N] [--only ROWS] [--json FILE]``. Exit status 1 if a
+With ``--tls`` the server also serves TLS (mutual: it requires a client certificate from the
+test CA), and four more rows run over it, each in the round-robin group of its plain twin:
+``graceful/library-tls``, ``crash/library-tls``, ``daemon/sigterm-tls`` and
+``daemon/sigkill-tls`` (the daemon with ``--tls-ca``, ``--tls-cert``, ``--tls-key``). A second
+table puts the p50 of each beside its plain twin's, from the same run.
+
+Usage: ``python bench/failover.py [--trials N] [--only ROWS] [--tls] [--json FILE]``. Exit status 1 if a
 row failed or missed its target. Every wait has a deadline, and every process started here is
 killed on the way out (and by the kernel if this process is SIGKILLed).
 """
@@ -59,11 +65,13 @@ from election_daemon._processes import parent_death_prefix
 from election_daemon.testing import (
     DaemonEvent,
     TcpProxy,
+    TlsFiles,
     ZooKeeperEnsemble,
     ZooKeeperServer,
     daemon_args,
     daemon_argv,
     daemon_environment,
+    make_tls_files,
     parse_event,
     read_lines,
     signal_group,
@@ -88,6 +96,10 @@ _SEQUENCE = re.compile(r"(\d{10})$")
 # (CLOCK_REALTIME), which _Process converts to CLOCK_MONOTONIC when it reads the line.
 _COMMAND = ("sh", "-c", """date '+{"event": "command_started", "realtime_s": %s.%N}'; exec sleep 3600""")
 _ETCD_LOCK = "bench/etcd-sigterm"
+_TLS = "-tls"
+"""The suffix of the rows that run over mutual TLS (``--tls``)."""
+_TLS_TWINS = ("graceful/library", "crash/library", "daemon/sigterm", "daemon/sigkill")
+"""The plain rows that have a TLS twin (their key + ``_TLS``)."""
 
 
 class _BenchError(Exception):
@@ -121,16 +133,17 @@ class Row:
 
 def _rows(session_timeout_s: float) -> list[Row]:
     tick_s = _TICK_TIME_MS / 1000
+    sigkill_target = _Target("p95", "<=", session_timeout_s + tick_s + 0.3)
     return [
         *(Row(f"graceful/{kind}", f"{kind}: stop → next leader runs") for kind in _CONTENDER_KINDS),
+        Row(f"graceful/library{_TLS}", "library over mutual TLS: stop → next leader runs"),
         *(Row(f"crash/{kind}", f"{kind}: SIGKILL → next leader runs") for kind in _CONTENDER_KINDS),
+        Row(f"crash/library{_TLS}", "library over mutual TLS: SIGKILL → next leader runs"),
         Row("daemon/sigterm", "daemon: SIGTERM → next command starts"),
+        Row(f"daemon/sigterm{_TLS}", "daemon over mutual TLS: SIGTERM → next command starts"),
         Row("etcd/sigterm", "etcdctl lock: SIGTERM → next command starts"),
-        Row(
-            "daemon/sigkill",
-            "daemon: SIGKILL → next child_started",
-            _Target("p95", "<=", session_timeout_s + tick_s + 0.3),
-        ),
+        Row("daemon/sigkill", "daemon: SIGKILL → next child_started", sigkill_target),
+        Row(f"daemon/sigkill{_TLS}", "daemon over mutual TLS: SIGKILL → next child_started", sigkill_target),
         Row("daemon/cut-gap", "daemon cut off: child_exited → next child_started", _Target("min", ">=", 0.4)),
         Row("daemon/cut-failover", "daemon cut off: cut → next child_started"),
     ]
@@ -294,8 +307,10 @@ class _Bench:
         etcd: EtcdServer | None,
         session_timeout_s: float,
         directory: Path,
+        tls_files: TlsFiles | None = None,
     ) -> None:
         self.ensemble = ensemble
+        self.tls_files = tls_files
         self.server: ZooKeeperServer = ensemble.servers[0]
         self.etcd = etcd
         self.session_timeout_s = session_timeout_s
@@ -312,17 +327,34 @@ class _Bench:
         self.processes.append(handle)
         return handle
 
-    async def spawn_contender(self, kind: str, path: str, name: str) -> _Process:
-        argv = [sys.executable, str(_CONTENDER_SCRIPT), kind, "--hosts", self.server.address, "--path", path]
+    def _tls_options(self) -> tuple[str, ...]:
+        """``--tls-ca``, ``--tls-cert``, ``--tls-key`` of a client over mutual TLS."""
+        assert self.tls_files is not None
+        files = self.tls_files
+        return (
+            "--tls-ca",
+            str(files.ca),
+            "--tls-cert",
+            str(files.client.cert),
+            "--tls-key",
+            str(files.client.key),
+        )
+
+    async def spawn_contender(self, kind: str, path: str, name: str, *, tls: bool = False) -> _Process:
+        hosts = self.server.secure_address if tls else self.server.address
+        argv = [sys.executable, str(_CONTENDER_SCRIPT), kind, "--hosts", hosts, "--path", path]
+        argv += [*self._tls_options()] if tls else []
         return await self.spawn(name, [*argv, "--session-timeout", str(self.session_timeout_s), "--id", name])
 
-    async def spawn_daemon(self, path: str, name: str, hosts: str | None = None) -> _Process:
+    async def spawn_daemon(
+        self, path: str, name: str, hosts: str | None = None, *, tls: bool = False
+    ) -> _Process:
         args = daemon_args(
-            hosts or self.server.address,
+            hosts or (self.server.secure_address if tls else self.server.address),
             path,
             identity=name,
             session_timeout_s=self.session_timeout_s,
-            options=("--log-format", "json"),
+            options=("--log-format", "json", *(self._tls_options() if tls else ())),
             command=_COMMAND,
         )
         return await self.spawn(name, daemon_argv(args), daemon_environment())
@@ -531,11 +563,14 @@ def _scenarios(bench: _Bench) -> dict[str, list[_Planned]]:
             session_timeout_s=bench.session_timeout_s,
         )
 
-    def contender(kind: str) -> Callable[[str], Awaitable[_Process]]:
-        return lambda name: bench.spawn_contender(kind, name.rpartition("/")[0], name)
+    def contender(kind: str, *, tls: bool = False) -> Callable[[str], Awaitable[_Process]]:
+        return lambda name: bench.spawn_contender(kind, name.rpartition("/")[0], name, tls=tls)
 
     def daemon(name: str) -> Awaitable[_Process]:
         return bench.spawn_daemon(name.rpartition("/")[0], name)
+
+    def tls_daemon(name: str) -> Awaitable[_Process]:
+        return bench.spawn_daemon(name.rpartition("/")[0], name, tls=True)
 
     def etcdctl(name: str) -> Awaitable[_Process]:
         return bench.spawn_etcdctl(name.rpartition("/")[0], name)
@@ -547,10 +582,20 @@ def _scenarios(bench: _Bench) -> dict[str, list[_Planned]]:
         ]
         for group, stop_signal in (("graceful", signal.SIGTERM), ("crash", signal.SIGKILL))
     }
+    if bench.tls_files is not None:
+        # Beside the plain rows, one trial of each in turn: the same load on both.
+        for group, stop_signal in (("graceful", signal.SIGTERM), ("crash", signal.SIGKILL)):
+            tls_series = series(
+                f"/bench/{group}-library{_TLS}", contender("library", tls=True), "elected", stop_signal
+            )
+            groups[group].append(((f"{group}/library{_TLS}",), tls_series))
     # etcdctl beside the daemon's SIGTERM row, which it is compared with.
     daemon_rows: list[_Planned] = [
         (("daemon/sigterm",), series("/bench/daemon-sigterm", daemon, "command_started", signal.SIGTERM))
     ]
+    if bench.tls_files is not None:
+        tls_sigterm = series(f"/bench/daemon-sigterm{_TLS}", tls_daemon, "command_started", signal.SIGTERM)
+        daemon_rows.append(((f"daemon/sigterm{_TLS}",), tls_sigterm))
     if bench.etcd is not None:
         ready = partial(bench.wait_etcd_waiter, _ETCD_LOCK)
         etcd = series(_ETCD_LOCK, etcdctl, "command_started", signal.SIGTERM, ready)
@@ -558,6 +603,9 @@ def _scenarios(bench: _Bench) -> dict[str, list[_Planned]]:
     daemon_rows.append(
         (("daemon/sigkill",), series("/bench/daemon-sigkill", daemon, "child_started", signal.SIGKILL))
     )
+    if bench.tls_files is not None:
+        tls_sigkill = series(f"/bench/daemon-sigkill{_TLS}", tls_daemon, "child_started", signal.SIGKILL)
+        daemon_rows.append(((f"daemon/sigkill{_TLS}",), tls_sigkill))
     daemon_rows.append((("daemon/cut-gap", "daemon/cut-failover"), _CutSeries(bench, "/bench/daemon-cut")))
     groups["daemon"] = daemon_rows
     return groups
@@ -642,24 +690,71 @@ def _table(results: list[_Result], title: str) -> Table:
     return table
 
 
-def _select(only: str | None) -> set[str]:
-    """The keys of the rows ``--only`` selects (all without it); ValueError for a token that selects none."""
+def _tls_comparison(results: list[_Result]) -> list[dict[str, Any]]:
+    """For each row with a TLS twin that both have samples: p50 plain, p50 over TLS, difference (ms)."""
+    by_key = {result.row.key: result for result in results}
+    rows = []
+    for key in _TLS_TWINS:
+        plain, tls = by_key.get(key), by_key.get(key + _TLS)
+        if plain is None or tls is None or not plain.samples_s or not tls.samples_s:
+            continue
+        plain_ms = statistics.median(plain.samples_s) * 1000
+        tls_ms = statistics.median(tls.samples_s) * 1000
+        rows.append(
+            {
+                "row": key,
+                "p50_plain_ms": round(plain_ms, 1),
+                "p50_tls_ms": round(tls_ms, 1),
+                "difference_ms": round(tls_ms - plain_ms, 1),
+                "n_plain": len(plain.samples_s),
+                "n_tls": len(tls.samples_s),
+            }
+        )
+    return rows
+
+
+def _comparison_table(comparison: list[dict[str, Any]]) -> Table:
+    table = Table(title="p50 without and with mutual TLS, same run", title_justify="left", title_style="bold")
+    table.add_column("row")
+    for column in ("n", "p50 plain ms", "p50 TLS ms", "TLS - plain ms"):
+        table.add_column(column, justify="right")
+    for row in comparison:
+        table.add_row(
+            row["row"],
+            f"{row['n_plain']}/{row['n_tls']}",
+            f"{row['p50_plain_ms']:.1f}",
+            f"{row['p50_tls_ms']:.1f}",
+            f"{row['difference_ms']:+.1f}",
+        )
+    return table
+
+
+def _select(only: str | None, *, tls: bool = False) -> set[str]:
+    """The keys of the rows ``--only`` selects (all without it; the ``-tls`` rows only with ``tls``);
+    ValueError for a token that selects none."""
+    rows = [key for key in ROWS if tls or not key.endswith(_TLS)]
     if not only:
-        return set(ROWS)
+        return set(rows)
     tokens = [token.strip() for token in only.split(",") if token.strip()]
     for token in tokens:
-        if not any(_matches(key, token) for key in ROWS):
-            raise ValueError(f"{token!r} names no row; rows: {', '.join(ROWS)}")
-    return {key for key in ROWS if any(_matches(key, token) for token in tokens)}
+        if not any(_matches(key, token) for key in rows):
+            hint = " (the -tls rows need --tls)" if any(_matches(key, token) for key in ROWS) else ""
+            raise ValueError(f"{token!r} names no row{hint}; rows: {', '.join(rows)}")
+    return {key for key in rows if any(_matches(key, token) for token in tokens)}
 
 
 def _matches(key: str, token: str) -> bool:
     """Whether ``token`` selects the row ``key``.
 
     ``graceful/kazoo`` is selected by itself, ``graceful`` and ``kazoo``; ``daemon/cut-gap`` also by
-    ``daemon/cut``.
+    ``daemon/cut``; ``graceful/library-tls`` also by ``tls``.
     """
-    return key == token or token in key.split("/") or key.startswith((f"{token}/", f"{token}-"))
+    return (
+        key == token
+        or token in key.split("/")
+        or key.startswith((f"{token}/", f"{token}-"))
+        or (token == _TLS[1:] and key.endswith(_TLS))
+    )
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -676,6 +771,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the results as JSON to FILE")
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="also run the library and daemon rows over mutual TLS (rows *-tls), beside the plain ones",
+    )
+    parser.add_argument(
         "--session-timeout",
         type=float,
         default=_DEFAULT_SESSION_TIMEOUT_S,
@@ -684,7 +784,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     try:
-        args.rows = _select(args.only)
+        args.rows = _select(args.only, tls=args.tls)
     except ValueError as error:
         parser.error(f"--only: {error}")
     if args.trials < 1:
@@ -700,7 +800,10 @@ async def _run(args: argparse.Namespace, console: Console) -> tuple[list[_Result
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    ensemble = ZooKeeperEnsemble(1, tick_time_ms=_TICK_TIME_MS)
+    tls_directory = tempfile.TemporaryDirectory(prefix="bench-failover-tls-") if args.tls else None
+    # The TLS port beside the plain one: mutual TLS, a client certificate from the test CA.
+    tls_files = make_tls_files(tls_directory.name) if tls_directory is not None else None
+    ensemble = ZooKeeperEnsemble(1, tick_time_ms=_TICK_TIME_MS, tls=tls_files, client_auth="need")
     etcd = EtcdServer(parent_death_prefix()) if "etcd/sigterm" in args.rows and etcd_installed() else None
     etcd_error: str | None = None
     try:
@@ -722,7 +825,7 @@ async def _run(args: argparse.Namespace, console: Console) -> tuple[list[_Result
                 await asyncio.to_thread(etcd.close)
                 etcd = None
         with tempfile.TemporaryDirectory(prefix="bench-failover-") as directory:
-            bench = _Bench(ensemble, etcd, args.session_timeout, Path(directory))
+            bench = _Bench(ensemble, etcd, args.session_timeout, Path(directory), tls_files)
             # A scenario runs if any of its rows is selected, and then fills all of them.
             groups = {
                 group: [(keys, s) for keys, s in planned if args.rows.intersection(keys)]
@@ -745,6 +848,8 @@ async def _run(args: argparse.Namespace, console: Console) -> tuple[list[_Result
         await asyncio.to_thread(ensemble.close)
         if etcd is not None:
             await asyncio.to_thread(etcd.close)
+        if tls_directory is not None:
+            tls_directory.cleanup()
     return list(results.values()), versions
 
 
@@ -769,6 +874,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Rich assumes 80 columns when writing to a file or pipe, too narrow for the table.
         output.width = _REPORT_WIDTH
     output.print(_table(results, title))
+    comparison = _tls_comparison(results)
+    if comparison:
+        output.print(_comparison_table(comparison))
     if args.json is not None:
         document = {
             "zookeeper_version": versions["zookeeper"],
@@ -779,7 +887,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "elapsed_s": round(elapsed_s, 1),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "tls": args.tls,
             "rows": [result.to_json() for result in results],
+            "tls_comparison": comparison,
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     failed = any(result.error is not None or result.target_met is False for result in results)

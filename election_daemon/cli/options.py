@@ -334,6 +334,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("faults-from", Kind.TEXT, "LIST", "comma-separated fault names to draw from", flag_only=True),
     Option("seed", Kind.INTEGER, "S", "seed of the fault schedule (default random)", flag_only=True),
     Option("report", Kind.TEXT, "DIR", "report directory (default verify-report)", flag_only=True),
+    Option(
+        "tls",
+        Kind.SWITCH,
+        "",
+        "run the local ensemble over mutual TLS with digest authentication",
+        flag_only=True,
+    ),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 

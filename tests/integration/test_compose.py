@@ -27,6 +27,7 @@ from kazoo.security import make_acl
 
 from election_daemon.cli.run import load_daemon_config
 from election_daemon.daemon.config import DaemonConfig
+from election_daemon.testing import daemon_environment
 from election_daemon.testing.pytest_plugin import ZooKeeperFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +37,7 @@ CLIENT_PORT = 2181
 TLS_PROFILE = "tls"
 TLS_ZOOKEEPERS = ("zoo1-tls", "zoo2-tls", "zoo3-tls")
 TLS_GENERATOR = "tls-certs"
+TLS_DAEMONS = ("daemon1-tls", "daemon2-tls", "daemon3-tls")
 SECURE_CLIENT_PORT = 2281
 TLS_DIR = "/tls"
 
@@ -95,12 +97,12 @@ def test_the_file_has_exactly_the_ensemble_and_the_daemons(compose: dict[str, An
     assert sorted(default) == sorted(ZOOKEEPERS + DAEMONS)
 
 
-def test_the_tls_profile_has_exactly_the_certificate_generator_and_a_tls_ensemble(
+def test_the_tls_profile_has_exactly_the_certificate_generator_a_tls_ensemble_and_its_daemons(
     compose: dict[str, Any],
 ) -> None:
     profiled = {name: definition.get("profiles") for name, definition in compose["services"].items()}
     tls = sorted(name for name, profiles in profiled.items() if profiles)
-    assert tls == sorted((TLS_GENERATOR, *TLS_ZOOKEEPERS))
+    assert tls == sorted((TLS_GENERATOR, *TLS_ZOOKEEPERS, *TLS_DAEMONS))
     assert all(profiled[name] == [TLS_PROFILE] for name in tls)
 
 
@@ -350,6 +352,39 @@ def test_the_generator_writes_the_files_the_servers_and_clients_name(
     assert (generated / "ca.pem").read_bytes() == before
 
 
+def tls_daemon_environment(definition: dict[str, Any], generated: Path) -> dict[str, str]:
+    """The daemon's environment with the certificates where the generator wrote them here."""
+    return {key: value.replace(TLS_DIR, str(generated)) for key, value in environment(definition).items()}
+
+
+@pytest.mark.parametrize("name", TLS_DAEMONS)
+def test_each_tls_daemon_is_the_daemon_image_on_the_tls_ensemble_with_a_client_certificate(
+    compose: dict[str, Any], generated: Path, name: str
+) -> None:
+    definition = service(compose, name)
+    plain = service(compose, "daemon1")
+    assert definition["image"] == plain["image"] and definition["build"] == plain["build"]
+    assert definition["init"] is True
+    assert set(TLS_ZOOKEEPERS) <= set(definition["depends_on"])
+    assert all(definition["depends_on"][zk] == {"condition": "service_healthy"} for zk in TLS_ZOOKEEPERS)
+    assert definition["volumes"] == [f"{TLS_GENERATOR}:{TLS_DIR}:ro"]
+    env = environment(definition)
+    assert all(key.startswith("ELECTION_DAEMON_") for key in env)
+    assert {env["ELECTION_DAEMON_TLS_CERT"], env["ELECTION_DAEMON_TLS_KEY"]} == {
+        f"{TLS_DIR}/participant-a.pem",
+        f"{TLS_DIR}/participant-a-key.pem",
+    }
+    # Loaded for real, the files being those the generator writes: TLS on, host names checked.
+    command = [unescape(str(word)) for word in definition["command"]]
+    config = load_daemon_config(command, tls_daemon_environment(definition, generated))
+    assert config.servers == tuple((host, SECURE_CLIENT_PORT) for host in TLS_ZOOKEEPERS)
+    assert config.identity == name
+    assert config.tls_context is not None and config.tls_context.check_hostname
+    assert config.path != daemon_config(plain).path
+    tick_s = int(environment(service(compose, "zoo1-tls"))["ZOO_TICK_TIME"]) / 1000
+    assert 2 * tick_s <= config.session_timeout_s <= 20 * tick_s
+
+
 def test_a_zookeeper_server_with_the_tls_profile_lines_serves_certified_clients(
     compose: dict[str, Any], generated: Path, zk_factory: ZooKeeperFactory
 ) -> None:
@@ -388,3 +423,27 @@ def test_a_zookeeper_server_with_the_tls_profile_lines_serves_certified_clients(
         for kazoo in (participant, operator):
             kazoo.stop()
             kazoo.close()
+    # A TLS daemon as the profile configures it, its server at 127.0.0.1 (in the certificate too).
+    env = tls_daemon_environment(service(compose, TLS_DAEMONS[0]), generated)
+    env |= {"ELECTION_DAEMON_HOSTS": f"127.0.0.1:{port}", "ELECTION_DAEMON_HTTP": "127.0.0.1:0"}
+    command = [unescape(str(word)) for word in service(compose, TLS_DAEMONS[0])["command"]]
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "election_daemon", *command],
+        env=daemon_environment() | env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert daemon.stdout is not None
+        events = []
+        for line in daemon.stdout:
+            events.append(json.loads(line)["event"] if line.startswith("{") else line)
+            if events[-1] == "child_started":
+                break
+        assert "elected" in events, events
+    finally:
+        daemon.terminate()
+        _, stderr = daemon.communicate(timeout=20)
+    assert daemon.returncode == 0, stderr

@@ -12,6 +12,8 @@ import pytest
 from _daemons import daemon_environment
 
 from election_daemon.daemon.exitcodes import ExitCode
+from election_daemon.testing import TlsFiles
+from election_daemon.testing.pytest_plugin import ZooKeeperFactory
 
 
 def _verify(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
@@ -127,6 +129,61 @@ def test_run_against_given_hosts_uses_only_client_side_faults(zk_hosts: str, tmp
     assert verdict["params"]["hosts"] == zk_hosts
 
 
+@pytest.mark.timeout(110)
+def test_tls_run_on_a_local_ensemble_passes(tmp_path: Path) -> None:
+    """--tls: servers serving mutual TLS only and closing unauthenticated sessions; the daemons
+    connect with a client certificate and a digest user, the operator faults as the super user."""
+    report = tmp_path / "report"
+
+    result = _verify(
+        "--quick", "--tls", "--faults-from", "kill,delete-node,hostile", "--seed", "7",
+        "--report", str(report), timeout_s=100,
+    )  # fmt: skip
+
+    assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+    assert "mutual TLS only, digest authentication enforced" in result.stdout
+    assert "verify: PASS" in result.stdout
+    verdict = _verdict(report)
+    assert verdict["ok"]
+    assert verdict["params"]["security"].startswith("mutual TLS, digest user 'verify'")
+    faults = {fault["fault"]: fault for fault in verdict["faults"]}
+    assert sorted(faults) == ["delete-node", "hostile", "kill"]
+    assert all(fault["recovery_s"] is not None for fault in faults.values())
+    history = [json.loads(line) for line in (report / "history.jsonl").read_text().splitlines()]
+    nemesis = [record for record in history if record["source"] == "nemesis"]
+    # The operator's deletion and the hostile client's writes were carried out, not refused.
+    delete = next(r for r in nemesis if r["event"] == "start" and r["fault"] == "delete-node")
+    assert not delete.get("already_gone")
+    acts = [record for record in nemesis if record["event"] == "act"]
+    assert acts and all(act["result"] == "done" for act in acts)
+    assert any(r["event"] == "revoked" and r.get("reason") == "node_deleted" for r in history)
+
+
+@pytest.mark.timeout(90)
+def test_run_against_given_hosts_over_tls_with_digest_auth(
+    zk_factory: ZooKeeperFactory, tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    ensemble = zk_factory(tls=True, enforce_auth=("digest",), plain_port=False)
+    auth = tmp_path / "zk-auth"
+    auth.write_text("digest verifier:An0ther-Secret\n")
+    auth.chmod(0o600)
+    report = tmp_path / "report"
+
+    result = _verify(
+        "--hosts", ensemble.secure_hosts, "--tls-ca", str(tls_files.ca),
+        "--tls-cert", str(tls_files.client.cert), "--tls-key", str(tls_files.client.key),
+        "--auth-file", str(auth), "--faults", "2", "--faults-from", "stop,delete-node",
+        "--participants", "2", "--seed", "5", "--report", str(report), timeout_s=80,
+    )  # fmt: skip
+
+    assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+    assert "An0ther-Secret" not in result.stdout + result.stderr
+    verdict = _verdict(report)
+    assert verdict["ok"]
+    assert verdict["params"]["security"] == "TLS, digest user 'verifier'"
+    assert len(verdict["faults"]) == 2
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -138,6 +195,11 @@ def test_run_against_given_hosts_uses_only_client_side_faults(zk_hosts: str, tmp
         (["--quick", "--duration", "10"], "not allowed with argument"),
         (["--session-timeout", "0.1"], "--session-timeout: must be 1 to 60 seconds"),
         (["--seed", "x"], "invalid int value"),
+        (["--tls", "--hosts", "127.0.0.1:1"], "--tls: starts a local ensemble"),
+        (["--tls-ca", "/nonexistent/ca.pem"], "--tls-ca: needs --hosts"),
+        (["--auth-file", "/nonexistent/auth"], "--auth-file: needs --hosts"),
+        (["--hosts", "127.0.0.1:1", "--tls-ca", "/nonexistent/ca.pem"], "--tls-ca: cannot read"),
+        (["--hosts", "127.0.0.1:1", "--auth-file", "/nonexistent/auth"], "--auth-file"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str) -> None:

@@ -83,6 +83,7 @@ class Fleet:
     :param servers: ``(host, port)`` of each ZooKeeper server; each participant gets a proxy per server.
     :param chroot: appended to each participant's connect string.
     :param log_dir: where each daemon's raw stdout and stderr are kept.
+    :param daemon_options: more daemon flags (``--tls-*``, ``--auth-file``).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class Fleet:
         write_interval_s: float,
         log_dir: Path,
         environ: Mapping[str, str],
+        daemon_options: Sequence[str] = (),
     ) -> None:
         self.recorder = recorder
         self.path = path
@@ -107,6 +109,7 @@ class Fleet:
         self._write_interval_s = write_interval_s
         self._log_dir = log_dir
         self._environ = dict(environ)
+        self._daemon_options = tuple(daemon_options)
         self.participants = [
             Participant(f"p{index}", [TcpProxy(host, port).start() for host, port in servers])
             for index in range(1, count + 1)
@@ -153,7 +156,7 @@ class Fleet:
             self.path,
             identity=participant.name,
             session_timeout_s=self.session_timeout_s,
-            options=("--on-child-exit", "rejoin", "--log-format", "json"),
+            options=("--on-child-exit", "rejoin", "--log-format", "json", *self._daemon_options),
             command=command,
         )
         with (self._log_dir / f"{participant.name}.stderr").open("ab") as stderr:

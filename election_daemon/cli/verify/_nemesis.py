@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import random
+import ssl
 import time
 import uuid
 from collections import Counter
@@ -28,6 +29,7 @@ from election_daemon.library._zk import ZooKeeper
 from election_daemon.library.candidacy import with_step_down_request
 from election_daemon.library.limits import format_servers, parse_hosts
 from election_daemon.library.recipes import parse_contender
+from election_daemon.library.security import DigestAuth
 from election_daemon.testing import ZooKeeperEnsemble, ZooKeeperServer
 
 __all__ = ["FAULTS", "SERVER_FAULTS", "Fault", "Nemesis", "World", "applicable_faults"]
@@ -50,6 +52,10 @@ class World:
     """A connect string that reaches ZooKeeper directly, for operator actions."""
     path: str
     session_timeout_s: float
+    admin_tls: ssl.SSLContext | None = None
+    """The operator's TLS context (None: plain connections)."""
+    admin_auth: tuple[DigestAuth, ...] = ()
+    """The operator's credentials: the super user with ``--tls``, else ``--auth-file``'s."""
 
 
 @dataclass(slots=True)
@@ -609,7 +615,13 @@ class _Hostile(Fault):
 
 async def _connect(world: World) -> ZooKeeper:
     servers, chroot = parse_hosts(world.admin_hosts)
-    zk = ZooKeeper.create(format_servers(servers), chroot=chroot, session_timeout_s=world.session_timeout_s)
+    zk = ZooKeeper.create(
+        format_servers(servers),
+        chroot=chroot,
+        session_timeout_s=world.session_timeout_s,
+        tls=world.admin_tls,
+        auth=world.admin_auth,
+    )
     await zk.start(connect_timeout_s=_ADMIN_CONNECT_S)
     return zk
 

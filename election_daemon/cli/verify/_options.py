@@ -8,13 +8,15 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from election_daemon.cli.options import PROG, Command, load
+from election_daemon.cli.options import PROG, Command, Settings, load
 from election_daemon.cli.options import build_parser as _build_parser
 from election_daemon.cli.verify._nemesis import FAULTS, SERVER_FAULTS, applicable_faults
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.errors import ConfigError
 from election_daemon.library.limits import parse_hosts
+from election_daemon.library.security import check_tls, read_auth_file
 
 __all__ = ["COMMAND", "VerifyOptions", "build_parser", "check_report_dir", "parse_options"]
 
@@ -23,6 +25,7 @@ _SESSION_TIMEOUT_RANGE_S = (1.0, 60.0)
 _ENSEMBLE_SIZES = (3, 5)
 _PARTICIPANTS_RANGE = (2, 9)
 _DEFAULT_REPORT = "verify-report"
+_SECURITY_PATHS = ("tls-ca", "tls-cert", "tls-key", "auth-file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,14 @@ class VerifyOptions:
     session_timeout_s: float
     report_dir: Path
     quick: bool
+    tls: bool = False
+    """A local ensemble serving mutual TLS only, enforcing digest authentication."""
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_verify_hostname: bool = True
+    auth_file: Path | None = None
+    """With --hosts: the daemons' and the operator actions' TLS material and credentials."""
 
     @property
     def kill_grace_s(self) -> float:
@@ -74,9 +85,28 @@ COMMAND = Command(
         "seed",
         "session-timeout",
         "report",
+        "tls",
+        "tls-ca",
+        "tls-cert",
+        "tls-key",
+        "tls-no-verify-hostname",
+        "auth-file",
     ),
     help={
         "hosts": "target this ZooKeeper instead of a local ensemble",
+        "tls": (
+            "run the local ensemble over mutual TLS only, enforcing digest authentication: the "
+            "daemons connect with a client certificate and a digest user, operator faults as "
+            "the super user"
+        ),
+        "tls-ca": "with --hosts: connect over TLS, trusting the CAs in this PEM bundle",
+        "tls-cert": "with --hosts: client certificate (PEM) for mutual TLS",
+        "tls-key": "with --hosts: private key of --tls-cert, if not in its file",
+        "tls-no-verify-hostname": "with --hosts: accept any certificate the CA signed, for any host",
+        "auth-file": (
+            "with --hosts: digest credentials (see the daemon's --auth-file) of the daemons and "
+            "of the operator faults (delete-node, delete-path, step-down, hostile)"
+        ),
         "session-timeout": f"the daemons' session timeout T (default {_QUICK_SESSION_TIMEOUT_S:g})",
     },
     exclusive=(("hosts", "ensemble"), ("duration", "faults", "quick")),
@@ -97,6 +127,7 @@ COMMAND = Command(
         ExitCode.ZK_UNREACHABLE,
         ExitCode.ZK_REFUSED,
         ExitCode.VERIFY_FAILED,
+        ExitCode.TLS_FAILED,
     ),
     exit_meanings={
         ExitCode.OK: "every check passed",
@@ -134,6 +165,7 @@ def parse_options(argv: Sequence[str]) -> VerifyOptions:
     if not low_s <= timeout_s <= high_s:
         raise ConfigError("--session-timeout", f"must be {low_s:g} to {high_s:g} seconds, not {timeout_s:g}")
     seed: int | None = settings.get("seed")
+    security = _security(settings, hosts)
     return VerifyOptions(
         hosts=hosts,
         ensemble_size=ensemble,
@@ -145,7 +177,48 @@ def parse_options(argv: Sequence[str]) -> VerifyOptions:
         session_timeout_s=timeout_s,
         report_dir=Path(settings.get("report", _DEFAULT_REPORT)),
         quick=bool(settings.get("quick")),
+        **security,
     )
+
+
+def _security(settings: Settings, hosts: str | None) -> dict[str, Any]:
+    """``--tls`` (a local ensemble) or, with ``--hosts``, the TLS files and the auth file; checked
+    now (files readable, certificates load, credentials well formed), a usage error naming its
+    flag before any daemon runs."""
+    tls = bool(settings.get("tls"))
+    if tls and hosts is not None:
+        raise ConfigError(
+            "--tls", "starts a local ensemble: with --hosts give --tls-ca, --tls-cert, --auth-file"
+        )
+    paths = {name: settings.get(name.replace("-", "_")) for name in _SECURITY_PATHS}
+    verify_hostname = not settings.get("tls_no_verify_hostname", False)
+    if hosts is None:
+        for name, value in (*paths.items(), ("tls-no-verify-hostname", None if verify_hostname else True)):
+            if value is not None:
+                raise ConfigError(f"--{name}", "needs --hosts; with a local ensemble give --tls")
+    check_tls(
+        None,
+        ca=paths["tls-ca"],
+        cert=paths["tls-cert"],
+        key=paths["tls-key"],
+        verify_hostname=verify_hostname,
+        field="--tls",
+    )
+    if paths["auth-file"] is not None:
+        read_auth_file(paths["auth-file"], "--auth-file")
+
+    def absolute(name: str) -> Path | None:
+        value = paths[name]
+        return None if value is None else Path(value).absolute()
+
+    return {
+        "tls": tls,
+        "tls_ca": absolute("tls-ca"),
+        "tls_cert": absolute("tls-cert"),
+        "tls_key": absolute("tls-key"),
+        "tls_verify_hostname": verify_hostname,
+        "auth_file": absolute("auth-file"),
+    }
 
 
 def check_report_dir(report: Path) -> None:

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import secrets
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import time
@@ -31,10 +34,18 @@ from election_daemon.cli.verify._history import History, Recorder
 from election_daemon.cli.verify._nemesis import Nemesis, World
 from election_daemon.cli.verify._options import VerifyOptions
 from election_daemon.cli.verify._register import history_records
-from election_daemon.errors import ConnectTimeoutError, NoNodeError, ZooKeeperError
+from election_daemon.errors import ConfigError, ConnectTimeoutError, NoNodeError, ZooKeeperError
 from election_daemon.library._zk import ZooKeeper
 from election_daemon.library.limits import format_servers, parse_hosts
-from election_daemon.testing import ZooKeeperEnsemble, daemon_environment, signal_group, start_process
+from election_daemon.library.security import DigestAuth, check_tls, read_auth_file
+from election_daemon.testing import (
+    TlsFiles,
+    ZooKeeperEnsemble,
+    daemon_environment,
+    make_tls_files,
+    signal_group,
+    start_process,
+)
 
 __all__ = ["RunResult", "run"]
 
@@ -48,6 +59,16 @@ _WRITE_INTERVAL_S = 0.05
 _MIN_SLACK_S = 2.0
 # Beyond the liveness bound, how long to wait for a leader before the next fault anyway.
 _SETTLE_EXTRA_S = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Security:
+    """How the daemons and the operator faults reach ZooKeeper."""
+
+    daemon_options: tuple[str, ...] = ()
+    admin_tls: ssl.SSLContext | None = None
+    admin_auth: tuple[DigestAuth, ...] = ()
+    description: str = "plain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,25 +93,40 @@ async def run(options: VerifyOptions, environ: Mapping[str, str], out: TextIO) -
     try:
         async with contextlib.AsyncExitStack() as stack:
             if options.hosts is None:
-                progress.say(f"starting a {options.ensemble_size}-server ZooKeeper ensemble")
+                tls_files, superuser, security = (
+                    await asyncio.to_thread(_local_tls, work) if options.tls else (None, None, _Security())
+                )
+                progress.say(
+                    f"starting a {options.ensemble_size}-server ZooKeeper ensemble"
+                    + (" (mutual TLS only, digest authentication enforced)" if options.tls else "")
+                )
                 ensemble: ZooKeeperEnsemble | None = ZooKeeperEnsemble(
                     options.ensemble_size,
                     tick_time_ms=_TICK_MS,
                     quorum_proxies=True,
                     max_session_timeout_ms=max(_DEFAULT_MAX_SESSION_TIMEOUT_MS, int(T * 1000)),
+                    tls=tls_files,
+                    client_auth="need",
+                    enforce_auth=("digest",) if options.tls else (),
+                    plain_port=not options.tls,
+                    superuser=superuser,
                 )
                 assert ensemble is not None
                 stack.callback(ensemble.close)
                 await asyncio.to_thread(ensemble.start)
-                servers = [("127.0.0.1", server.client_port) for server in ensemble.servers]
+                servers = [
+                    ("127.0.0.1", _port(server.secure_client_port if options.tls else server.client_port))
+                    for server in ensemble.servers
+                ]
                 chroot = None
-                admin_hosts = ensemble.hosts
+                admin_hosts = ensemble.secure_hosts if options.tls else ensemble.hosts
             else:
                 ensemble = None
                 parsed, chroot = parse_hosts(options.hosts, field="--hosts")
                 servers = list(parsed)
                 admin_hosts = options.hosts
-                stack.push_async_callback(_delete_path, admin_hosts, path, T)
+                security = _hosts_security(options)
+                stack.push_async_callback(_delete_path, admin_hosts, path, T, security)
             db = options.report_dir / "register.db"
             socket_path = work / "register.sock"
             register = await _start_register(db, socket_path, environ, options.report_dir)
@@ -106,6 +142,7 @@ async def run(options: VerifyOptions, environ: Mapping[str, str], out: TextIO) -
                 write_interval_s=_WRITE_INTERVAL_S,
                 log_dir=options.report_dir,
                 environ=daemon_environment(environ=environ),
+                daemon_options=security.daemon_options,
             )
             stack.push_async_callback(fleet.close)
             started = time.monotonic()
@@ -138,13 +175,20 @@ async def run(options: VerifyOptions, environ: Mapping[str, str], out: TextIO) -
                 hosts=options.hosts,
                 faults_from=list(options.faults_from),
                 path=path,
+                security=security.description,
             )
             progress.say(
                 f"first leader after {calibration_s:.2f} s; liveness bound T + X = "
                 f"{params.liveness_bound_s:.2f} s"
             )
             world = World(
-                fleet=fleet, ensemble=ensemble, admin_hosts=admin_hosts, path=path, session_timeout_s=T
+                fleet=fleet,
+                ensemble=ensemble,
+                admin_hosts=admin_hosts,
+                path=path,
+                session_timeout_s=T,
+                admin_tls=security.admin_tls,
+                admin_auth=security.admin_auth,
             )
             skipped = await _schedule(options, world, recorder, params, progress)
             await asyncio.sleep((2 if options.quick else 3) * T)
@@ -259,10 +303,16 @@ async def _stop_register(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-async def _delete_path(hosts: str, path: str, session_timeout_s: float) -> None:
+async def _delete_path(hosts: str, path: str, session_timeout_s: float, security: _Security) -> None:
     """Leave the user's ZooKeeper as it was: remove the run's election path (best effort)."""
     servers, chroot = parse_hosts(hosts)
-    zk = ZooKeeper.create(format_servers(servers), chroot=chroot, session_timeout_s=session_timeout_s)
+    zk = ZooKeeper.create(
+        format_servers(servers),
+        chroot=chroot,
+        session_timeout_s=session_timeout_s,
+        tls=security.admin_tls,
+        auth=security.admin_auth,
+    )
     with contextlib.suppress(ZooKeeperError, OSError):
         await zk.start(connect_timeout_s=10.0)
         with contextlib.suppress(NoNodeError):
@@ -271,3 +321,74 @@ async def _delete_path(hosts: str, path: str, session_timeout_s: float) -> None:
                     await zk.delete(f"{path}/{child}")
             await zk.delete(path)
     await zk.close()
+
+
+def _port(port: int | None) -> int:
+    assert port is not None  # a started server has the port it was configured with
+    return port
+
+
+_DAEMON_USER = "verify"
+_SUPERUSER = "super"
+
+
+def _local_tls(work: Path) -> tuple[TlsFiles, tuple[str, str], _Security]:
+    """``--tls``: a test CA and certificates, a super user for the operator faults and a digest
+    user for the daemons (its auth file readable by its owner only), all under ``work``."""
+    try:
+        files = make_tls_files(work / "tls")
+    except ModuleNotFoundError as e:
+        raise ConfigError("--tls", f"needs the {e.name} package to make its certificates") from None
+    superuser = (_SUPERUSER, secrets.token_urlsafe(18))
+    password = secrets.token_urlsafe(18)
+    auth_file = work / "zk-auth"
+    fd = os.open(auth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"digest {_DAEMON_USER}:{password}\n")
+    security = _Security(
+        daemon_options=(
+            "--tls-ca",
+            str(files.ca),
+            "--tls-cert",
+            str(files.client.cert),
+            "--tls-key",
+            str(files.client.key),
+            "--auth-file",
+            str(auth_file),
+        ),
+        admin_tls=files.client_context(files.operator),
+        admin_auth=(DigestAuth(*superuser),),
+        description=f"mutual TLS, digest user {_DAEMON_USER!r}, operator faults as {_SUPERUSER!r}",
+    )
+    return files, superuser, security
+
+
+def _hosts_security(options: VerifyOptions) -> _Security:
+    """With ``--hosts``: the user's TLS material and credentials, for daemons and operator alike."""
+    tls = check_tls(
+        None,
+        ca=options.tls_ca,
+        cert=options.tls_cert,
+        key=options.tls_key,
+        verify_hostname=options.tls_verify_hostname,
+        field="--tls",
+    )
+    auth = () if options.auth_file is None else (read_auth_file(options.auth_file, "--auth-file"),)
+    flags: list[str] = []
+    for flag, value in (
+        ("--tls-ca", options.tls_ca),
+        ("--tls-cert", options.tls_cert),
+        ("--tls-key", options.tls_key),
+        ("--auth-file", options.auth_file),
+    ):
+        if value is not None:
+            flags += [flag, str(value)]
+    if tls is not None and not options.tls_verify_hostname:
+        flags.append("--tls-no-verify-hostname")
+    parts = (["TLS"] if tls is not None else []) + ([f"digest user {auth[0].user!r}"] if auth else [])
+    return _Security(
+        daemon_options=tuple(flags),
+        admin_tls=tls,
+        admin_auth=auth,
+        description=", ".join(parts) or "plain",
+    )
