@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from election_daemon.errors import ConfigError
+from election_daemon.library._zk import ZKClient
 from election_daemon.library.candidacy import encode_node_data
 from election_daemon.library.limits import (
     CONNECT_TIMEOUT_RANGE_S,
@@ -22,19 +23,37 @@ from election_daemon.library.limits import (
 )
 from election_daemon.library.recipes import Recipe, our_recipe
 from election_daemon.library.security import DigestAuth, TLSConfig, check_auth, check_tls
+from election_daemon.library.session import Session
 
 __all__ = ["ConnectionOptions", "ElectionOptions", "connection_options", "election_options"]
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionOptions:
-    """How our own client connects: TLS (None: plain) and credentials sent after each connection."""
+    """Where and how to connect: an application's client, or our own to ``servers`` (over TLS
+    unless ``tls`` is None, ``auth`` sent after each connection)."""
 
+    servers: tuple[tuple[str, int], ...] = ()
+    chroot: str | None = None
+    client: ZKClient | None = None
     tls: ssl.SSLContext | None = None
     auth: tuple[DigestAuth, ...] = ()
 
+    def open_session(self, session_timeout_s: float) -> Session:
+        """The session to use (the client's shared one, or a new one of our own)."""
+        return Session.open(
+            servers=self.servers,
+            chroot=self.chroot,
+            session_timeout_s=session_timeout_s,
+            client=self.client,
+            tls=self.tls,
+            auth=self.auth,
+        )
+
 
 def connection_options(
+    hosts: str | None,
+    client: ZKClient | None,
     *,
     tls: ssl.SSLContext | TLSConfig | None,
     tls_ca: str | os.PathLike[str] | None,
@@ -42,18 +61,26 @@ def connection_options(
     tls_key: str | os.PathLike[str] | None,
     tls_verify_hostname: bool,
     auth: DigestAuth | str | None,
-    has_client: bool,
 ) -> ConnectionOptions:
-    """Check the TLS and authentication arguments of ``Election``/``Observer`` once.
+    """Check the connection arguments of ``Election``/``Observer`` once.
 
-    An application's own client (``client=``) brings its own connection: giving these too is
-    an error rather than silently ignored.
+    An application's own client (``client=``) brings its own connection: giving TLS or
+    credentials too is an error rather than silently ignored.
     """
+    servers: tuple[tuple[str, int], ...] = ()
+    chroot: str | None = None
+    if client is None:
+        if not isinstance(hosts, str):
+            raise ConfigError("hosts", f"give a ZooKeeper connect string or a client, not {hosts!r}")
+        servers, chroot = parse_hosts(hosts)
     checked = ConnectionOptions(
+        servers=servers,
+        chroot=chroot,
+        client=client,
         tls=check_tls(tls, ca=tls_ca, cert=tls_cert, key=tls_key, verify_hostname=tls_verify_hostname),
         auth=check_auth(auth),
     )
-    if has_client and (checked.tls is not None or checked.auth):
+    if client is not None and (checked.tls is not None or checked.auth):
         raise ConfigError(
             "tls" if checked.tls is not None else "auth",
             "configure TLS and authentication on your own client; we do not change its connection",
@@ -71,10 +98,8 @@ _log = logging.getLogger("election_daemon.library")
 
 @dataclass(frozen=True, slots=True)
 class ElectionOptions:
-    """An election's checked arguments."""
+    """An election's checked arguments (the connection's are :class:`ConnectionOptions`)."""
 
-    servers: tuple[tuple[str, int], ...]
-    chroot: str | None
     path: str
     identity: str
     recipe: Recipe
@@ -87,14 +112,12 @@ class ElectionOptions:
 
 
 def election_options(
-    hosts: str | None,
     path: str,
     *,
     identity: str | None,
     data: Any,
     session_timeout_s: float | None,
     session_timeout: float | None,
-    has_client: bool,
     connect_timeout_s: float,
     priority: int,
     priority_stable_s: float | None,
@@ -117,17 +140,9 @@ def election_options(
             "priority" if priority else "data",
             f"the {checked_recipe.value} recipe keeps only the identity in a node: no data or priority",
         )
-    servers: tuple[tuple[str, int], ...] = ()
-    chroot: str | None = None
-    if not has_client:
-        if not isinstance(hosts, str):
-            raise ConfigError("hosts", f"give a ZooKeeper connect string or a client, not {hosts!r}")
-        servers, chroot = parse_hosts(hosts)
     path = validate_election_path(path)
     identity = check_identity(default_identity() if identity is None else identity)
     return ElectionOptions(
-        servers=servers,
-        chroot=chroot,
         path=path,
         identity=identity,
         recipe=checked_recipe,

@@ -151,22 +151,21 @@ class Election:
         acl: ElectionACL | None = None,
     ) -> None:
         self._connection = connection_options(
+            hosts,
+            client,
             tls=tls,
             tls_ca=tls_ca,
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_verify_hostname=tls_verify_hostname,
             auth=auth,
-            has_client=client is not None,
         )
         options = election_options(
-            hosts,
             path,
             identity=identity,
             data=data,
             session_timeout_s=session_timeout_s,
             session_timeout=session_timeout,
-            has_client=client is not None,
             connect_timeout_s=connect_timeout_s,
             priority=priority,
             priority_stable_s=priority_stable_s,
@@ -185,7 +184,6 @@ class Election:
             else None
         )
         self.recipe = options.recipe
-        self._servers, self._chroot = options.servers, options.chroot
         self.path = options.path
         self.identity = options.identity
         self._payload = options.payload
@@ -203,7 +201,6 @@ class Election:
         self._failures = 0
         self._last_failure_at = -math.inf
         self._connect_timeout_s = options.connect_timeout_s
-        self._client = client
         self._session: Session | None = None
 
         self._state = ElectionState.IDLE
@@ -327,14 +324,7 @@ class Election:
         """
         if self._state is not ElectionState.IDLE:
             raise ElectionError(f"cannot start an election that is {self._state.value}")
-        session = Session.open(
-            servers=self._servers,
-            chroot=self._chroot,
-            session_timeout_s=self.requested_session_timeout_s,
-            client=self._client,
-            tls=self._connection.tls,
-            auth=self._connection.auth,
-        )
+        session = self._connection.open_session(self.requested_session_timeout_s)
         self._session = session
         session.acquire()
         session.add_listener(self._on_session_change)

@@ -29,7 +29,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from election_daemon.errors import (
-    ConfigError,
     ConnectionLossError,
     ConnectTimeoutError,
     ElectionError,
@@ -48,7 +47,6 @@ from election_daemon.library.limits import (
     CONNECT_TIMEOUT_RANGE_S,
     SESSION_TIMEOUT_RANGE_S,
     check_seconds,
-    parse_hosts,
     validate_election_path,
 )
 from election_daemon.library.security import DigestAuth, TLSConfig
@@ -171,26 +169,20 @@ class Observer:
         auth: DigestAuth | str | None = None,
     ) -> None:
         self._connection = connection_options(
+            hosts,
+            client,
             tls=tls,
             tls_ca=tls_ca,
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_verify_hostname=tls_verify_hostname,
             auth=auth,
-            has_client=client is not None,
         )
         session_timeout_s = check_seconds("session_timeout_s", session_timeout_s, SESSION_TIMEOUT_RANGE_S)
         connect_timeout_s = check_seconds("connect_timeout_s", connect_timeout_s, CONNECT_TIMEOUT_RANGE_S)
-        self._servers: tuple[tuple[str, int], ...] = ()
-        self._chroot: str | None = None
-        if client is None:
-            if hosts is None:
-                raise ConfigError("hosts", "give a ZooKeeper connect string or a client")
-            self._servers, self._chroot = parse_hosts(hosts)
         self.path = validate_election_path(path)
         self.session_timeout_s = session_timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self._client = client
         self._session: Session | None = None
         self._task: asyncio.Task[None] | None = None
         self._view: Snapshot | None = None
@@ -216,14 +208,7 @@ class Observer:
         """
         if self._session is not None:
             raise ElectionError("the observer has already been started")
-        session = Session.open(
-            servers=self._servers,
-            chroot=self._chroot,
-            session_timeout_s=self.session_timeout_s,
-            client=self._client,
-            tls=self._connection.tls,
-            auth=self._connection.auth,
-        )
+        session = self._connection.open_session(self.session_timeout_s)
         self._session = session
         session.acquire()
         session.add_listener(self._on_session_change)
