@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _daemons import daemon_environment
 
+from election_daemon import Election
+from election_daemon.cli.verify._runner import _local_tls
 from election_daemon.daemon.exitcodes import ExitCode
+from election_daemon.errors import NoAuthError
+from election_daemon.library._zk import ZooKeeper
+from election_daemon.library.acl import ElectionACL
+from election_daemon.library.candidacy import with_step_down_request
+from election_daemon.library.security import DigestAuth, read_auth_file
 from election_daemon.testing import TlsFiles
 from election_daemon.testing.pytest_plugin import ZooKeeperFactory
 
@@ -132,7 +140,9 @@ def test_run_against_given_hosts_uses_only_client_side_faults(zk_hosts: str, tmp
 @pytest.mark.timeout(110)
 def test_tls_run_on_a_local_ensemble_passes(tmp_path: Path) -> None:
     """--tls: servers serving mutual TLS only and closing unauthenticated sessions; the daemons
-    connect with a client certificate and a digest user, the operator faults as the super user."""
+    connect with a client certificate and a digest user, the election's only participant in its
+    ACLs; hostile's step-down request is written as the ACL's operator, the deletions and junk
+    writes (which no operator may do) as the super user."""
     report = tmp_path / "report"
 
     result = _verify(
@@ -145,7 +155,15 @@ def test_tls_run_on_a_local_ensemble_passes(tmp_path: Path) -> None:
     assert "verify: PASS" in result.stdout
     verdict = _verdict(report)
     assert verdict["ok"]
-    assert verdict["params"]["security"].startswith("mutual TLS, digest user 'verify'")
+    assert verdict["params"]["security"].startswith(
+        "mutual TLS, digest user 'verify', ACLs: participant 'verify', operator 'operator'"
+    )
+    assert verdict["params"]["fault_identities"] == {
+        "delete-node": "superuser",
+        "delete-path": "superuser",
+        "hostile": "superuser",
+        "hostile.step_down": "operator",
+    }
     faults = {fault["fault"]: fault for fault in verdict["faults"]}
     assert sorted(faults) == ["delete-node", "hostile", "kill"]
     assert all(fault["recovery_s"] is not None for fault in faults.values())
@@ -153,10 +171,88 @@ def test_tls_run_on_a_local_ensemble_passes(tmp_path: Path) -> None:
     nemesis = [record for record in history if record["source"] == "nemesis"]
     # The operator's deletion and the hostile client's writes were carried out, not refused.
     delete = next(r for r in nemesis if r["event"] == "start" and r["fault"] == "delete-node")
-    assert not delete.get("already_gone")
+    assert not delete.get("already_gone") and delete["identity"] == "superuser"
+    hostile = next(r for r in nemesis if r["event"] == "start" and r["fault"] == "hostile")
+    assert hostile["identity"] == "superuser" and hostile["step_down_identity"] == "operator"
+    assert "operator_session" not in hostile
     acts = [record for record in nemesis if record["event"] == "act"]
     assert acts and all(act["result"] == "done" for act in acts)
+    assert {act["identity"] for act in acts if act["action"] == "step_down"} == {"operator"}
+    assert {act["identity"] for act in acts if act["action"] != "step_down"} == {"superuser"}
     assert any(r["event"] == "revoked" and r.get("reason") == "node_deleted" for r in history)
+
+
+def _flag(options: tuple[str, ...], name: str) -> str:
+    return options[options.index(name) + 1]
+
+
+@pytest.mark.timeout(90)
+async def test_tls_acls_refuse_operator_actions_without_an_operator_identity(
+    zk_factory: ZooKeeperFactory, tmp_path: Path
+) -> None:
+    """verify --tls's own security (its ensemble options, its daemons' flags and ACL): a session
+    that is neither participant nor operator is refused every operator action on the election
+    (NoAuthError); the operator's step-down request is carried out, its deletions refused (which
+    is why verify deletes as the super user)."""
+    files, superuser, security = _local_tls(tmp_path)
+    ensemble = zk_factory(tls=files, enforce_auth=("digest",), plain_port=False, superuser=superuser)
+    options = security.daemon_options
+    participant = read_auth_file(_flag(options, "--auth-file"))
+    assert security.operator_auth is not None
+    (operator,) = security.operator_auth
+    acl = ElectionACL(
+        participants=(_flag(options, "--acl-participant"),), operators=(_flag(options, "--acl-operator"),)
+    )
+    assert acl.participants == (participant.acl_id(),) and acl.operators == (operator.acl_id(),)
+    hosts, tls = ensemble.secure_hosts, files.client_context(files.client)
+    path = "/election-daemon-verify/acl-check"
+    common: dict[str, Any] = {"session_timeout_s": 2.0, "tls": tls, "auth": participant, "acl": acl}
+    alpha = Election(hosts, path, identity="alpha", **common)
+    beta = Election(hosts, path, identity="beta", **common)
+    revoked: list[object] = []
+    alpha.on_revoked(revoked.append)
+
+    async def session(auth: DigestAuth) -> ZooKeeper:
+        zk = ZooKeeper.create(hosts, chroot=None, session_timeout_s=4.0, tls=security.admin_tls, auth=(auth,))
+        await zk.start(connect_timeout_s=15.0)
+        return zk
+
+    await alpha.start()
+    try:
+        term = await alpha.wait_for_leadership(15)
+        await beta.start()
+        node = alpha.node
+        assert node is not None
+        stranger = await session(DigestAuth("stranger", "not-in-the-acl"))
+        operator_zk = await session(operator)
+        try:
+            raw, _ = await operator_zk.get(node)
+            step_down = with_step_down_request(raw, "acl-check")
+            refused: dict[str, Callable[[ZooKeeper], Awaitable[Any]]] = {
+                "delete-node": lambda zk: zk.delete(node),
+                "hostile junk in the path": lambda zk: zk.set(path, b'{"handover_to":"x"}'),
+                "step-down": lambda zk: zk.set(node, step_down),
+            }
+            for action, attempt in refused.items():
+                with pytest.raises(NoAuthError):
+                    await attempt(stranger)
+                assert not revoked, action
+            # An operator may not delete a node nor write junk into the path's data ...
+            with pytest.raises(NoAuthError):
+                await operator_zk.delete(node)
+            assert alpha.is_leader and not revoked
+            # ... but may ask the leader to step down.
+            await operator_zk.set(node, step_down)
+            await beta.wait_for_leadership(15)
+            assert revoked
+            new_term = beta.term
+            assert new_term is not None and new_term.token > term.token
+        finally:
+            await stranger.close()
+            await operator_zk.close()
+    finally:
+        await beta.stop()
+        await alpha.stop()
 
 
 @pytest.mark.timeout(90)

@@ -55,7 +55,27 @@ class World:
     admin_tls: ssl.SSLContext | None = None
     """The operator's TLS context (None: plain connections)."""
     admin_auth: tuple[DigestAuth, ...] = ()
-    """The operator's credentials: the super user with ``--tls``, else ``--auth-file``'s."""
+    """The deletions' and junk writes' credentials: the super user with ``--tls`` (the ACL model
+    lets no operator delete a node or write the path), else ``--auth-file``'s."""
+    admin_identity: str = "anonymous"
+    """Who ``admin_auth`` is, as the record names it (``superuser``, ``digest:USER``, ...)."""
+    operator_auth: tuple[DigestAuth, ...] | None = None
+    """The step-down requests' credentials, an operator of the election's ACL (None: ``admin_auth``)."""
+    operator_identity: str | None = None
+    """Who ``operator_auth`` is, as the record names it (None: ``admin_identity``)."""
+
+    @property
+    def step_down_identity(self) -> str:
+        return self.admin_identity if self.operator_identity is None else self.operator_identity
+
+    def identities(self) -> dict[str, str]:
+        """Which identity each operator fault (and ``hostile``'s step-down requests) acts as."""
+        return {
+            "delete-node": self.admin_identity,
+            "delete-path": self.admin_identity,
+            "hostile": self.admin_identity,
+            "hostile.step_down": self.step_down_identity,
+        }
 
 
 @dataclass(slots=True)
@@ -321,6 +341,7 @@ class _DeleteNode(_OperatorAction):
         return target
 
     async def inject(self, world: World, target: Target) -> None:
+        target.details["identity"] = world.admin_identity
         async with _admin(world) as zk:
             try:
                 await zk.delete(str(target.details["node"]))
@@ -338,6 +359,7 @@ class _DeletePath(_OperatorAction):
 
     async def inject(self, world: World, target: Target) -> None:
         # Contenders re-create the path and rejoin at once: delete until it is gone.
+        target.details["identity"] = world.admin_identity
         async with _admin(world) as zk:
             for attempt in range(1, _DELETE_ATTEMPTS + 1):
                 try:
@@ -412,7 +434,9 @@ class _Hostile(Fault):
     persistent look-alikes and foreign-recipe contenders, an ephemeral node forged to sort
     first (created after the leader's), bogus handover and step-down requests, one of them
     well formed (the leader steps down: an operator's request), deletions of participants'
-    nodes. Heal removes the junk: the persistent nodes deleted, the participants' nodes given
+    nodes. The step-down request is written on a second session as the operator (with ``--tls``:
+    the ACL's operator; an operator may do nothing else), the rest as ``admin_identity``. Heal
+    removes the junk: the persistent nodes deleted, the participants' nodes given
     back their data (where still there, unchanged since), the path's data cleared, the session
     closed (its forged node goes with it).
     """
@@ -423,6 +447,7 @@ class _Hostile(Fault):
     def __init__(self) -> None:
         self._rng = random.Random()
         self._zk: ZooKeeper | None = None
+        self._operator: ZooKeeper | None = None
         self._guids: dict[str, str] = {}
         self._created: list[str] = []
         self._originals: dict[str, tuple[bytes, int]] = {}
@@ -444,13 +469,34 @@ class _Hostile(Fault):
         plan = list(_HOSTILE_PLAN)
         rng.shuffle(plan)
         self._zk = zk = await _connect(world)
+        target.details["identity"] = world.admin_identity
+        target.details["step_down_identity"] = world.step_down_identity
+        try:
+            if world.operator_auth is not None:
+                try:
+                    self._operator = await _connect(world, auth=world.operator_auth)
+                except ZooKeeperError as e:  # its step-down is then counted as failed
+                    target.details["operator_session"] = f"failed: {type(e).__name__}"
+            await self._act_all(world, target, zk, plan)
+        finally:
+            operator, self._operator = self._operator, None
+            if operator is not None:
+                await operator.close()
+
+    async def _act_all(
+        self, world: World, target: Target, zk: ZooKeeper, plan: list[tuple[str, str]]
+    ) -> None:
         pace_s = _HOSTILE_SPREAD * target.hold_s / len(plan)
         done: Counter[str] = Counter()
         failed: Counter[str] = Counter()
         no_target: Counter[str] = Counter()
         for action, variant in plan:
             t = time.monotonic()
-            act: dict[str, Any] = {"action": action, "variant": variant}
+            act: dict[str, Any] = {
+                "action": action,
+                "variant": variant,
+                "identity": world.step_down_identity if action == "step_down" else world.admin_identity,
+            }
             try:
                 act["node"] = await asyncio.wait_for(
                     self._act(world, zk, action, variant), world.session_timeout_s
@@ -589,10 +635,14 @@ class _Hostile(Fault):
             await self._overwrite(zk, node, _MALFORMED_STEP_DOWNS[variant])
             return node
         if action == "step_down":
+            if world.operator_auth is not None and self._operator is None:
+                raise ZooKeeperError("no operator session")
             node = await self._leader_node(world, zk)
             raw, _ = await zk.get(node)
             await self._overwrite(
-                zk, node, with_step_down_request(self._originals.get(node, (raw, 0))[0], "r")
+                zk if self._operator is None else self._operator,
+                node,
+                with_step_down_request(self._originals.get(node, (raw, 0))[0], "r"),
             )
             return node
         if action == "delete_node":
@@ -613,14 +663,15 @@ class _Hostile(Fault):
         return json.dumps({"handover_to": to, "request": "x"}).encode()
 
 
-async def _connect(world: World) -> ZooKeeper:
+async def _connect(world: World, *, auth: tuple[DigestAuth, ...] | None = None) -> ZooKeeper:
+    """A session for operator actions: as ``auth`` (default: ``world.admin_auth``)."""
     servers, chroot = parse_hosts(world.admin_hosts)
     zk = ZooKeeper.create(
         format_servers(servers),
         chroot=chroot,
         session_timeout_s=world.session_timeout_s,
         tls=world.admin_tls,
-        auth=world.admin_auth,
+        auth=world.admin_auth if auth is None else auth,
     )
     await zk.start(connect_timeout_s=_ADMIN_CONNECT_S)
     return zk

@@ -96,8 +96,9 @@ COMMAND = Command(
         "hosts": "target this ZooKeeper instead of a local ensemble",
         "tls": (
             "run the local ensemble over mutual TLS only, enforcing digest authentication: the "
-            "daemons connect with a client certificate and a digest user, operator faults as "
-            "the super user"
+            "daemons connect with a client certificate and a digest user, the only participant "
+            "of the election's ACLs; step-down requests as its operator user, deletions and "
+            "junk writes as the super user"
         ),
         "tls-ca": "with --hosts: connect over TLS, trusting the CAs in this PEM bundle",
         "tls-cert": "with --hosts: client certificate (PEM) for mutual TLS",

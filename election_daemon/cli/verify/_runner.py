@@ -68,6 +68,11 @@ class _Security:
     daemon_options: tuple[str, ...] = ()
     admin_tls: ssl.SSLContext | None = None
     admin_auth: tuple[DigestAuth, ...] = ()
+    admin_identity: str = "anonymous"
+    """Who the deletions and junk writes act as, for the record."""
+    operator_auth: tuple[DigestAuth, ...] | None = None
+    """The step-down requests' credentials (None: ``admin_auth``'s)."""
+    operator_identity: str | None = None
     description: str = "plain"
 
 
@@ -159,6 +164,18 @@ async def run(options: VerifyOptions, environ: Mapping[str, str], out: TextIO) -
                 slack_s=max(_MIN_SLACK_S, 2 * calibration_s),
                 kill_grace_s=options.kill_grace_s,
             )
+            world = World(
+                fleet=fleet,
+                ensemble=ensemble,
+                admin_hosts=admin_hosts,
+                path=path,
+                session_timeout_s=T,
+                admin_tls=security.admin_tls,
+                admin_auth=security.admin_auth,
+                admin_identity=security.admin_identity,
+                operator_auth=security.operator_auth,
+                operator_identity=security.operator_identity,
+            )
             recorder.add(
                 started - 1e-6,
                 "runner",
@@ -176,19 +193,11 @@ async def run(options: VerifyOptions, environ: Mapping[str, str], out: TextIO) -
                 faults_from=list(options.faults_from),
                 path=path,
                 security=security.description,
+                fault_identities=world.identities(),
             )
             progress.say(
                 f"first leader after {calibration_s:.2f} s; liveness bound T + X = "
                 f"{params.liveness_bound_s:.2f} s"
-            )
-            world = World(
-                fleet=fleet,
-                ensemble=ensemble,
-                admin_hosts=admin_hosts,
-                path=path,
-                session_timeout_s=T,
-                admin_tls=security.admin_tls,
-                admin_auth=security.admin_auth,
             )
             skipped = await _schedule(options, world, recorder, params, progress)
             await asyncio.sleep((2 if options.quick else 3) * T)
@@ -329,22 +338,31 @@ def _port(port: int | None) -> int:
 
 
 _DAEMON_USER = "verify"
+_OPERATOR_USER = "operator"
 _SUPERUSER = "super"
 
 
+def _write_auth_file(path: Path, user: str) -> DigestAuth:
+    """A digest user with a random password, in an auth file readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"digest {user}:{secrets.token_urlsafe(18)}\n")
+    return read_auth_file(path, "--tls")
+
+
 def _local_tls(work: Path) -> tuple[TlsFiles, tuple[str, str], _Security]:
-    """``--tls``: a test CA and certificates, a super user for the operator faults and a digest
-    user for the daemons (its auth file readable by its owner only), all under ``work``."""
+    """``--tls``: a test CA and certificates; a digest user for the daemons, the election's
+    only participant, and another for the step-down requests, its only operator (each in an auth
+    file readable by its owner only); and a super user for the deletions and junk writes, which
+    no identity of the ACL model may do. All under ``work``."""
     try:
         files = make_tls_files(work / "tls")
     except ModuleNotFoundError as e:
         raise ConfigError("--tls", f"needs the {e.name} package to make its certificates") from None
     superuser = (_SUPERUSER, secrets.token_urlsafe(18))
-    password = secrets.token_urlsafe(18)
     auth_file = work / "zk-auth"
-    fd = os.open(auth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(f"digest {_DAEMON_USER}:{password}\n")
+    participant = _write_auth_file(auth_file, _DAEMON_USER)
+    operator = _write_auth_file(work / "zk-operator-auth", _OPERATOR_USER)
     security = _Security(
         daemon_options=(
             "--tls-ca",
@@ -355,10 +373,21 @@ def _local_tls(work: Path) -> tuple[TlsFiles, tuple[str, str], _Security]:
             str(files.client.key),
             "--auth-file",
             str(auth_file),
+            "--acl-participant",
+            participant.acl_id(),
+            "--acl-operator",
+            operator.acl_id(),
         ),
         admin_tls=files.client_context(files.operator),
         admin_auth=(DigestAuth(*superuser),),
-        description=f"mutual TLS, digest user {_DAEMON_USER!r}, operator faults as {_SUPERUSER!r}",
+        admin_identity="superuser",
+        operator_auth=(operator,),
+        operator_identity="operator",
+        description=(
+            f"mutual TLS, digest user {_DAEMON_USER!r}, ACLs: participant {_DAEMON_USER!r}, "
+            f"operator {_OPERATOR_USER!r}; step-downs as {_OPERATOR_USER!r}, deletions and "
+            f"junk writes as the super user {_SUPERUSER!r}"
+        ),
     )
     return files, superuser, security
 
@@ -390,5 +419,6 @@ def _hosts_security(options: VerifyOptions) -> _Security:
         daemon_options=tuple(flags),
         admin_tls=tls,
         admin_auth=auth,
+        admin_identity=f"digest:{auth[0].user}" if auth else "anonymous",
         description=", ".join(parts) or "plain",
     )
