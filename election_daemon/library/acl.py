@@ -1,4 +1,4 @@
-"""Who may do what to an election path and its nodes: the ACL model (issue 9, section 3).
+"""Who may do what to an election path and its nodes: the ACL model.
 
 Without :class:`ElectionACL` everything is created open (``world:anyone``, all rights), as
 before. With one:
