@@ -302,8 +302,9 @@ class Daemon:
         # A new term's child starts only after the old term's group is gone.
         if self._child_stop is not None:
             await self._child_stop
-        current = self.election.term
-        if current is None or current.token != term.token or not self.election.is_leader:
+        # The very term, not only its token: a term resumed on the same node keeps its token,
+        # and two elected edges of it must not start two children.
+        if not self._is_current(term):
             return
         self._child_term = term
         pid = await self._start_child(term)
@@ -346,8 +347,8 @@ class Daemon:
                 return None
 
     def _is_current(self, term: Term) -> bool:
-        current = self.election.term
-        return current is not None and current.token == term.token and self.election.is_leader
+        """Whether ``term`` (this very one: a resumed term is a new one with the same token) leads."""
+        return self.election.term is term and self.election.is_leader
 
     async def _on_revoked(self, reason: str) -> None:
         await self._stop_child(reason)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from election_daemon.errors import NoAuthError, NoNodeError, ZooKeeperError
+from election_daemon.errors import NoAuthError, NoNodeError, SessionLostError, ZooKeeperError
 from election_daemon.library import payload
 from election_daemon.library._zk import Stat, ZooKeeper
 from election_daemon.library.acl import (
@@ -265,6 +265,7 @@ class Candidacy:
                 stat = await self.zk.exists(self.node)
                 if stat is None:
                     continue
+                await self._own_or_give_up(stat)
                 self.czxid = stat.czxid
                 return self.node
             try:
@@ -275,6 +276,7 @@ class Candidacy:
                     self.payload,
                     None if self.acl is None else node_acl(self.acl, self._ours()),
                 )
+                await self._own_or_give_up(created)
                 self.czxid = created.czxid
                 return self.node
             except NoNodeError:
@@ -360,6 +362,21 @@ class Candidacy:
         if self.node is not None:
             await self._delete_quietly(self.node)
             self.node = None
+
+    async def _own_or_give_up(self, stat: Stat) -> None:
+        """Raise SessionLostError, deleting the node, unless our session owns it.
+
+        aiozk retries a request cut off by a lost connection on whatever session exists by
+        then: a create sent before our session expired can land on the next one, owned by a
+        live session yet by no candidacy of ours. Left alone, it would block the queue for as
+        long as that session lives.
+        """
+        if stat.ephemeral_owner == self.session_id:
+            return
+        node, self.node, self.czxid = self.node, None, None
+        if node is not None and stat.ephemeral_owner == self.zk.session_id:
+            await self._delete_quietly(node)
+        raise SessionLostError(f"{node} was created on another session than this candidacy's")
 
     async def _find_mine(self) -> Contender | None:
         try:

@@ -477,6 +477,13 @@ class Election:
         self._set(to, Event.REVOKED, reason)
         self._term = None
         self._callbacks.run(self._revoked_callbacks, reason, revoking=True)
+        if reason is not Reason.RESIGNED:
+            # A resign() asked of this term is answered by its end, whatever ended it: it must
+            # not carry over to resign the next term.
+            requests, self._resign_requests = self._resign_requests, []
+            for fut in requests:
+                if not fut.done():
+                    fut.set_result(None)
 
     # -- reacting to the session ------------------------------------------------------
 
@@ -580,7 +587,7 @@ class Election:
             self._revoke(Reason.NODE_DELETED, ElectionState.JOINING)
             if self._state is not ElectionState.JOINING:
                 self._set(ElectionState.JOINING, Event.NODE_LOST, Reason.NODE_DELETED)
-            self._candidacy = None
+            self._give_up_node()  # an orphan of ours may remain: it must not block the queue
             await self._pace()
         except (TimeoutError, ConnectionLossError, SessionLostError):
             # The session listener has (or will have) taken leadership away; wait for it.
@@ -733,6 +740,10 @@ class Election:
                 own.cancel()
                 return
             if self._state is not ElectionState.LEADING:
+                if candidacy is not self._candidacy:
+                    # Given up meanwhile (an internal error in a session callback).
+                    own.cancel()
+                    raise NoNodeError(f"{own.node} was given up")
                 self._take_office(candidacy, own)
                 if handover is not None:
                     # Ours, or its target is gone: the handover is done either way.

@@ -52,7 +52,7 @@ MAX_REMEMBERED = 1024
 
 def preferred(contenders: Iterable[Contender]) -> Contender:
     """The contender that should lead: the highest priority, then the earliest in the queue."""
-    return max(contenders, key=lambda c: (c.priority, -c.sequence))
+    return max(contenders, key=lambda c: (c.priority, -c.rank))
 
 
 @dataclass(frozen=True, slots=True)

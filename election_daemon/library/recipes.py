@@ -19,7 +19,7 @@ import enum
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from election_daemon.errors import ConfigError
 from election_daemon.library.limits import show
@@ -75,8 +75,14 @@ _ANY = re.compile(r"(?P<prefix>.*)(?P<seq>\d{10}|-\d{9,10})", re.DOTALL)
 
 @dataclass(frozen=True, slots=True, order=True)
 class Contender:
-    """A child of the election path that claims, by its name, a place in the queue."""
+    """A child of the election path that claims, by its name, a place in the queue.
 
+    Contenders order by ``rank``: the sequence as ZooKeeper's unsigned 32-bit counter, so
+    that after an overflow (``-2147483648``) a new node queues after ``2147483647``, where
+    it was created, not before every node of the queue.
+    """
+
+    rank: int = field(init=False, repr=False)
     sequence: int
     name: str
     recipe: Recipe
@@ -84,6 +90,9 @@ class Contender:
     """The candidacy's unique part of the name (None for names of unknown recipes)."""
     priority: int = 0
     """Only our own nodes carry a priority."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rank", self.sequence & 0xFFFFFFFF)
 
 
 def parse_contender(name: str) -> Contender | None:

@@ -319,3 +319,26 @@ async def test_changes_are_subscribed_at_the_call_and_end_with_stop(zk_hosts: st
     assert events[0] == "starting"
     assert "elected" in events and events[-1] == "stopped"
     assert [t async for t in e.changes()] == []  # taken after the end: ends at once
+
+
+async def test_a_create_replayed_on_a_later_session_leaves_no_node_behind(
+    zk_hosts: str, zk_path: str
+) -> None:
+    """aiozk retries a create cut off by a lost connection on whatever session exists by then;
+    a candidacy of the expired session must not keep that node, which would block the queue."""
+    from election_daemon.errors import SessionLostError
+    from election_daemon.library._zk import ZooKeeper
+    from election_daemon.library.candidacy import Candidacy
+
+    zk = ZooKeeper.create(zk_hosts, chroot=None, session_timeout_s=T)
+    await zk.start(connect_timeout_s=10)
+    try:
+        live = zk.session_id
+        assert live is not None
+        stale = Candidacy(zk, zk_path, b'{"id":"x"}', session_id=live + 1)  # the session before
+        with pytest.raises(SessionLostError):
+            await stale.join()
+        assert await zk.children(zk_path) == []
+        assert stale.node is None
+    finally:
+        await zk.close()

@@ -134,3 +134,9 @@ def test_our_data_is_held_to_the_same_limits() -> None:
     for bad in (float("nan"), float("inf"), nested, {1, 2}):
         with pytest.raises(ConfigError, match="data"):
             encode_node_data("h:1", bad)
+
+
+def test_after_an_overflow_a_new_node_queues_behind_the_old_ones() -> None:
+    # ZooKeeper's counter wraps to -2147483648: that node was created last, so it queues last.
+    children = [f"_c_{G1}--2147483648", f"_c_{G2}-2147483646", f"_c_{G3}-2147483647"]
+    assert [c.guid for c in parse_contenders(children)] == [G2, G3, G1]
