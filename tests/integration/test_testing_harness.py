@@ -344,9 +344,12 @@ def test_proxy_reset_closes_connections_abruptly(tcp_proxy: TcpProxyFactory, tar
 
 
 def test_proxy_resets_clients_when_the_target_is_down(tcp_proxy: TcpProxyFactory) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+    # Bound but not listening, for the whole test: connections are refused, and no other
+    # process of a busy machine can take the port meanwhile (a closed port could be reused).
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
         closed_port = placeholder.getsockname()[1]
-    proxy = tcp_proxy("127.0.0.1", closed_port)
-    # The reset may come before connect() returns, or after.
-    with pytest.raises(ConnectionResetError), connect(proxy) as client_side:
-        client_side.recv(1)
+        proxy = tcp_proxy("127.0.0.1", closed_port)
+        # The reset may come before connect() returns, or after.
+        with pytest.raises(ConnectionResetError), connect(proxy) as client_side:
+            client_side.recv(1)
