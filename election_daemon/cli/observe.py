@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from election_daemon.cli.options import PROG, Command, Settings, guarded, load
+from election_daemon.cli.options import CONNECTION_OPTIONS, PROG, Command, Settings, guarded, load
 from election_daemon.daemon import jsonout
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.daemon.logs import SCHEMA_KEYS
@@ -66,17 +66,7 @@ _EXIT_CODES = {
         "no TLS connection to ZooKeeper: a certificate refused either way, or TLS mismatched"
     ),
 }
-_OBSERVE_OPTIONS = (
-    "hosts",
-    "path",
-    "session-timeout",
-    "connect-timeout",
-    "tls-ca",
-    "tls-cert",
-    "tls-key",
-    "tls-no-verify-hostname",
-    "auth-file",
-)
+_OBSERVE_OPTIONS = CONNECTION_OPTIONS
 _OBSERVE_HELP = {
     "hosts": "ZooKeeper connect string host:port[,...][/chroot]",
     "path": "the election path",

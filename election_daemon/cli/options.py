@@ -47,6 +47,7 @@ from election_daemon.library.payload import MAX_DATA_BYTES
 
 __all__ = [
     "CONFIG_ENV",
+    "CONNECTION_OPTIONS",
     "ENV_PREFIX",
     "OPTIONS",
     "PROG",
@@ -342,6 +343,19 @@ OPTIONS: tuple[Option, ...] = (
         flag_only=True,
     ),
 )
+
+CONNECTION_OPTIONS = (
+    "hosts",
+    "path",
+    "session-timeout",
+    "connect-timeout",
+    "tls-ca",
+    "tls-cert",
+    "tls-key",
+    "tls-no-verify-hostname",
+    "auth-file",
+)
+"""What every command that connects to ZooKeeper as a client takes."""
 _BY_NAME = {option.name: option for option in OPTIONS}
 
 

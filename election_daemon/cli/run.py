@@ -13,7 +13,15 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from election_daemon.cli.options import COMMAND, Command, build_parser, error, guarded, load
+from election_daemon.cli.options import (
+    COMMAND,
+    CONNECTION_OPTIONS,
+    Command,
+    build_parser,
+    error,
+    guarded,
+    load,
+)
 from election_daemon.daemon.config import ChildExitPolicy, DaemonConfig, JSONValue, LogFormat
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.daemon.hooks import HookRunner
@@ -39,15 +47,7 @@ DAEMON = Command(
         "subcommands: status, watch, step-down, dashboard, verify (each has --help)"
     ),
     options=(
-        "hosts",
-        "path",
-        "session-timeout",
-        "connect-timeout",
-        "tls-ca",
-        "tls-cert",
-        "tls-key",
-        "tls-no-verify-hostname",
-        "auth-file",
+        *CONNECTION_OPTIONS,
         "acl-participant",
         "acl-operator",
         "acl-reader",
