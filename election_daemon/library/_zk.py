@@ -186,6 +186,13 @@ class _HardenedConnection(Connection):  # type: ignore[misc, unused-ignore]  # (
         self._on_closed = on_closed
         self._ssl = ssl_context
 
+    async def _make_handshake(self) -> None:
+        # aiozk indexes the peer's address, which is None once a dying server has reset the
+        # connection: a TypeError that would end the repair loop, and with it the session.
+        if self.writer is None or self.writer.transport.get_extra_info("peername") is None:
+            raise ConnectionResetError(f"{self.host}:{self.port} closed the connection")
+        await super()._make_handshake()
+
     async def connect(self) -> None:
         if self._ssl is None:
             await super().connect()
@@ -277,7 +284,9 @@ class _HardenedSession(_AiozkSession):  # type: ignore[misc, unused-ignore]  # (
                 if conn.writer is not None:
                     conn.writer.close()
             return None
-        except (TimeoutError, OSError, ConnectionError, zk_exc.ZKError) as e:
+        except (TimeoutError, OSError, ConnectionError, zk_exc.ZKError, ValueError, TypeError) as e:
+            # Whatever one server's attempt raises, the repair loop must go on to the next:
+            # a loop that dies leaves the session unrepaired for good.
             _log.info("cannot connect to %s:%s: %s", host, port, _describe(e))
             with contextlib.suppress(Exception):
                 if conn.writer is not None:
