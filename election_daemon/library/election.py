@@ -371,6 +371,15 @@ class Election:
         if self._failure is not None:
             raise self._failure
 
+    async def __aenter__(self) -> Election:
+        """``async with Election(...) as election:`` joins, as :meth:`start` does."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Leaves, as :meth:`stop` does, however the block ends (Ctrl-C and cancellation too)."""
+        await self.stop()
+
     async def _shutdown(self, reason: Reason) -> None:
         if self._state is ElectionState.LEADING:
             self._revoke(reason, ElectionState.STOPPED)

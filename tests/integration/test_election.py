@@ -321,6 +321,27 @@ async def test_changes_are_subscribed_at_the_call_and_end_with_stop(zk_hosts: st
     assert [t async for t in e.changes()] == []  # taken after the end: ends at once
 
 
+async def test_async_with_starts_and_stops_even_when_the_block_raises(zk_hosts: str, zk_path: str) -> None:
+    rec = Recorder()
+    async with running(make(zk_hosts, zk_path, rec, 1)) as [watcher]:
+        async with rec.attach(Election(zk_hosts, zk_path, identity="with", session_timeout_s=T)) as e:
+            assert e.state is not ElectionState.IDLE  # started: the node is in the queue
+            assert [p.id for p in await watcher.participants()] == ["p0", "with"]
+        # Left at the end of the block, not when the session expires.
+        assert e.state is ElectionState.STOPPED
+        assert [p.id for p in await watcher.participants()] == ["p0"]
+
+        await watcher.stop()
+        with pytest.raises(RuntimeError, match="boom"):
+            async with rec.attach(Election(zk_hosts, zk_path, identity="raiser", session_timeout_s=T)) as e:
+                await e.wait_for_leadership(10)
+                raise RuntimeError("boom")
+        assert e.state is ElectionState.STOPPED and not e.is_leader
+        assert [t.reason for t in rec.events("raiser", "revoked")] == ["stopped"]
+        async with Election(zk_hosts, zk_path, identity="next", session_timeout_s=T) as after:
+            assert [p.id for p in await after.participants()] == ["next"]
+
+
 async def test_a_create_replayed_on_a_later_session_leaves_no_node_behind(
     zk_hosts: str, zk_path: str
 ) -> None:
