@@ -28,6 +28,7 @@ from election_daemon.cli.options import CONNECTION_OPTIONS, PROG, Command, Setti
 from election_daemon.daemon import jsonout
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.daemon.logs import SCHEMA_KEYS
+from election_daemon.errors import ConfigError
 from election_daemon.library.acl import AclEntry, describe, merged, open_rights, perms_text
 from election_daemon.library.candidacy import Participant
 from election_daemon.library.events import Event, Reason
@@ -146,7 +147,7 @@ def observer_command(
     exit_codes: Mapping[ExitCode, str] | None = None,
 ) -> Command:
     """``election-daemon NAME``: the shared options (flags and environment), then ``options``."""
-    meanings = {**_EXIT_CODES, **(exit_codes or {})}
+    meanings = dict(sorted({**_EXIT_CODES, **(exit_codes or {})}.items()))
     return Command(
         prog=f"{PROG} {name}",
         description=description,
@@ -238,7 +239,18 @@ _STATUS_DESCRIPTION = (
     "long the leader has led: at most since its node was created, as ZooKeeper records no\n"
     "moment of takeover. Joins nothing."
 )
-_STATUS = observer_command("status", _STATUS_DESCRIPTION, ["json"], help={"json": "print one JSON object"})
+_STATUS = observer_command(
+    "status",
+    _STATUS_DESCRIPTION,
+    ["json"],
+    help={"json": "print one JSON object"},
+    # Distinct codes, so that a script can tell a leaderless election from a misspelled path.
+    exit_codes={
+        ExitCode.OK: "the election has a leader",
+        ExitCode.USAGE: "bad command line or environment, or no election at --path (no such path)",
+        ExitCode.OPERATION_FAILED: "the election has no leader: nobody is in its queue (shown all the same)",
+    },
+)
 
 
 def status_main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
@@ -250,29 +262,31 @@ async def _status(options: ObserveOptions, settings: Settings) -> int:
     async with options.observer() as observer:
         snapshot = await observer.snapshot()
         acl = await observer.acl()
+    if acl is None:
+        # Only a path that exists has an ACL. An observer waits for a missing path to appear;
+        # asked once, it is a typo far more often than an election yet to begin.
+        raise ConfigError("--path", f"no election at {terminal_text(snapshot.path, 200)}: no such path")
     warning = _acl_warning(snapshot.path, acl)
+    code = ExitCode.OK if snapshot.leader is not None else ExitCode.OPERATION_FAILED
     if settings.get("json"):
         document = snapshot.as_dict()
-        document["acl"] = (
-            None if acl is None else [{"id": e.who, "perms": perms_text(e.perms)} for e in merged(acl)]
-        )
+        document["acl"] = [{"id": e.who, "perms": perms_text(e.perms)} for e in merged(acl)]
         document["acl_warning"] = warning
         print(jsonout.dumps(document))
-        return ExitCode.OK
+        return code
     if sys.stdout.isatty():
         Console(highlight=False).print(_status_table(snapshot))
     else:
         print(_status_text(snapshot))
-    if acl is not None:
-        print(f"acl: {terminal_text(describe(acl), 2000)}")
+    print(f"acl: {terminal_text(describe(acl), 2000)}")
     if warning is not None:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
-    return ExitCode.OK
+    return code
 
 
-def _acl_warning(path: str, acl: Sequence[AclEntry] | None) -> str | None:
+def _acl_warning(path: str, acl: Sequence[AclEntry]) -> str | None:
     """One line when anyone may write, create or delete under ``path``."""
-    rights = 0 if acl is None else open_rights(acl)
+    rights = open_rights(acl)
     if not rights:
         return None
     return (

@@ -14,6 +14,7 @@ from _elections import running
 from _waits import eventually
 
 from election_daemon import ConfigError, Election, SessionLostError
+from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.daemon.logs import SCHEMA_KEYS
 from election_daemon.library._zk import ZooKeeper
 from election_daemon.library.candidacy import encode_node_data
@@ -290,16 +291,22 @@ async def test_status_text_is_aligned_and_escapes_what_contenders_publish(
 
 
 async def test_status_exit_codes(zk_hosts: str, zk_path: str, tcp_proxy: Callable[..., TcpProxy]) -> None:
-    code, out, err = await status("--hosts", zk_hosts, "--path", f"{zk_path}/nobody", "--json")
-    assert (code, err) == (0, "")
-    assert json.loads(out) == {
-        "path": f"{zk_path}/nobody",
-        "leader": None,
-        "leader_for_s": None,
-        "participants": [],
-        "acl": None,
-        "acl_warning": None,
-    }
+    # No such path (a typo, say): one line naming --path, exit 2, nothing on stdout.
+    for json_flag in (["--json"], []):
+        code, out, err = await status("--hosts", zk_hosts, "--path", f"{zk_path}/nobody", *json_flag)
+        assert (code, out) == (ExitCode.USAGE, "")
+        assert err == f"election-daemon: error: --path: no election at {zk_path}/nobody: no such path\n"
+    # An election nobody is in any more (its path stays): printed as ever, exit 8.
+    async with Election(zk_hosts, zk_path, identity="gone", session_timeout_s=T):
+        pass
+    code, out, _ = await status("--hosts", zk_hosts, "--path", zk_path, "--json")
+    assert code == ExitCode.OPERATION_FAILED
+    record = json.loads(out)
+    assert (record["path"], record["leader"], record["participants"]) == (zk_path, None, [])
+    code, out, _ = await status("--hosts", zk_hosts, "--path", zk_path)
+    assert code == ExitCode.OPERATION_FAILED and out.startswith(f"{zk_path}: no leader\n")
+    code, out, _ = await status("--help")
+    assert code == 0 and "8  OPERATION_FAILED  the election has no leader" in out
     for args, field in [
         (["--hosts", zk_hosts], "--path"),
         (["--path", zk_path], "--hosts"),
