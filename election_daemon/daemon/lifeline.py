@@ -94,6 +94,18 @@ class Lifeline:
         """The guardian process's pid."""
         return self._guardian_pid
 
+    @property
+    def alive(self) -> bool:
+        """Whether the guardian still runs; asked without reaping it (WNOWAIT), so :meth:`close`
+        still can."""
+        if self._fd is None:
+            return False
+        try:
+            exited = os.waitid(os.P_PID, self._guardian_pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped by someone else
+            return False
+        return exited is None
+
     def register(self, pgid: int) -> None:
         """Have the guardian kill process group ``pgid`` if the daemon dies.
 

@@ -1,4 +1,5 @@
-"""The systemd notify protocol (sd_notify): READY, STATUS, WATCHDOG and STOPPING datagrams.
+"""The systemd notify protocol (sd_notify): READY, STATUS, WATCHDOG and STOPPING datagrams,
+and the watchdog loop that decides when WATCHDOG=1 is deserved.
 
 Hand-written because it is tiny: newline-separated ``KEY=value`` assignments in one datagram
 to the AF_UNIX socket named by ``$NOTIFY_SOCKET`` (a path, or ``@name`` for the abstract
@@ -9,14 +10,16 @@ is logged once and never raised, since the daemon's work matters more than its r
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 
 from election_daemon.daemon.eventlog import EventLog
 from election_daemon.library.events import Event
 
-__all__ = ["SystemdNotifier"]
+__all__ = ["SystemdNotifier", "Watchdog"]
 
 _ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -121,6 +124,68 @@ class SystemdNotifier:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+
+
+class Watchdog:
+    """Sends ``WATCHDOG=1`` every half interval while the daemon itself is healthy.
+
+    Healthy means the daemon's own machinery works, never that ZooKeeper does: a restart cannot
+    bring ZooKeeper back, and an outage longer than ``WatchdogSec`` would otherwise have
+    systemd abort every daemon of the fleet at once. The ping comes from a coroutine on the
+    daemon's event loop, so a blocked loop sends nothing and systemd aborts the daemon after
+    ``WatchdogSec``: no separate check can be more direct. Each tick also measures how late the
+    loop woke it (its lag): a tick late by more than a quarter of the interval is logged
+    (``systemd_watchdog_late``), since one late by half would have been the last.
+
+    :param unhealthy: called every tick; ``None`` when healthy, else why not (one line). While
+        it says why, no ping is sent; ``systemd_watchdog_withheld`` is logged once per spell.
+    :param clock: monotonic seconds (the loop's own clock need not be it).
+    """
+
+    def __init__(
+        self,
+        notifier: SystemdNotifier,
+        *,
+        interval_s: float,
+        unhealthy: Callable[[], str | None],
+        log: EventLog,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._notifier = notifier
+        self._interval_s = interval_s
+        self._unhealthy = unhealthy
+        self._log = log
+        self._clock = clock
+
+    @property
+    def period_s(self) -> float:
+        """Seconds between pings: half the interval, as sd_watchdog_enabled(3) advises."""
+        return self._interval_s / 2
+
+    async def run(self) -> None:
+        """Ping until cancelled."""
+        withheld_for: str | None = None
+        while True:
+            problem = self._unhealthy()
+            if problem is None:
+                self._notifier.watchdog()
+            elif problem != withheld_for:
+                self._log.error(
+                    Event.SYSTEMD_WATCHDOG_WITHHELD,
+                    reason=f"{problem}: no more WATCHDOG=1, systemd will abort and restart the daemon",
+                )
+            withheld_for = problem
+            asleep_at = self._clock()
+            await asyncio.sleep(self.period_s)
+            late_s = self._clock() - asleep_at - self.period_s
+            if late_s > self._interval_s / 4:
+                self._log.warning(
+                    Event.SYSTEMD_WATCHDOG_LATE,
+                    reason=f"the event loop was blocked: the watchdog woke {late_s:.1f} s late "
+                    f"(WatchdogSec={self._interval_s:g} s)",
+                    late_s=round(late_s, 3),
+                    watchdog_interval_s=self._interval_s,
+                )
 
 
 def _watchdog_usec(env: MutableMapping[str, str], log: EventLog) -> int | None:

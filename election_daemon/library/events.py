@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Event", "Reason"]
+__all__ = ["REQUESTED_REVOCATIONS", "Event", "Reason"]
 
 
 class Event(enum.StrEnum):
@@ -22,6 +22,7 @@ class Event(enum.StrEnum):
     STARTING = "starting"
     CONNECTED = "connected"
     RECONNECTED = "reconnected"
+    DISCONNECTED = "disconnected"
     JOINED = "joined"
     RESUMED = "resumed"
     DEFERRED = "deferred"
@@ -36,6 +37,7 @@ class Event(enum.StrEnum):
     FAILED = "failed"
     # The leader-only command (daemon).
     CHILD_STARTED = "child_started"
+    CHILD_OUTPUT = "child_output"
     CHILD_RUNNING = "child_running"
     CHILD_SIGNALLED = "child_signalled"
     CHILD_EXITED = "child_exited"
@@ -53,16 +55,20 @@ class Event(enum.StrEnum):
     # The daemon itself.
     SIGNAL_RECEIVED = "signal_received"
     CONFIG_WARNING = "config_warning"
+    STILL_DISCONNECTED = "still_disconnected"
     ZOOKEEPER_UNREACHABLE = "zookeeper_unreachable"
     ZOOKEEPER_REFUSED = "zookeeper_refused"
     SESSION_TIMEOUT_REFUSED = "session_timeout_refused"
     ELECTION_FAILED = "election_failed"
+    NOT_ELECTED = "not_elected"
     STOP_FAILED = "stop_failed"
     HTTP_LISTENING = "http_listening"
     HTTP_FAILED = "http_failed"
     SYSTEMD_NOTIFY_FAILED = "systemd_notify_failed"
     SYSTEMD_NOTIFY_UNSUPPORTED = "systemd_notify_unsupported"
     SYSTEMD_WATCHDOG_INVALID = "systemd_watchdog_invalid"
+    SYSTEMD_WATCHDOG_LATE = "systemd_watchdog_late"
+    SYSTEMD_WATCHDOG_WITHHELD = "systemd_watchdog_withheld"
     LOG = "log"
     # Observers (watch --json).
     LEADER_OBSERVED = "leader_observed"
@@ -103,3 +109,11 @@ class Reason(enum.StrEnum):
     # Signals the daemon stops on.
     SIGTERM = "SIGTERM"
     SIGINT = "SIGINT"
+
+
+# The reasons a leader gives up leadership because someone asked: itself (``resign()``), an
+# operator, the priority policy, or a shutdown. Any other revocation is a loss (logged as a
+# warning; ``--exit-on-loss`` exits on it).
+REQUESTED_REVOCATIONS = frozenset(
+    {Reason.RESIGNED, Reason.STEP_DOWN, Reason.PRIORITY_HANDOVER, Reason.STOPPED}
+)

@@ -1,10 +1,15 @@
-"""SystemdNotifier against a real AF_UNIX datagram socket, playing systemd's side."""
+"""SystemdNotifier and Watchdog against a real AF_UNIX datagram socket, playing systemd's side."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import os
 import socket
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +18,7 @@ from typing import Any
 import pytest
 from structlog.testing import LogCapture
 
-from election_daemon.daemon.systemd import SystemdNotifier
+from election_daemon.daemon.systemd import SystemdNotifier, Watchdog
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -143,3 +148,110 @@ def test_a_failing_send_is_logged_once_and_never_raised(log: Any, capture: LogCa
     [failure] = capture.entries
     assert failure["event"] == "systemd_notify_failed"
     assert "No such file or directory" in failure["reason"]
+
+
+# -- the watchdog loop -------------------------------------------------------------------------
+
+
+class _Arrivals:
+    """Reads ``server`` in a thread of its own, noting when each WATCHDOG=1 arrived: the event
+    loop under test may be blocked, this thread is not."""
+
+    def __init__(self, server: socket.socket) -> None:
+        self.pings: list[float] = []
+        self._server = server
+        server.settimeout(0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._server.recv(4096)
+            except TimeoutError:
+                continue
+            if data == b"WATCHDOG=1\n":
+                self.pings.append(time.monotonic())
+
+    def stop(self) -> list[float]:
+        """Stop reading (after what is queued) and return the arrival times."""
+        self._stop.set()
+        self._thread.join(5)
+        return self.pings
+
+
+async def _run_for(watchdog: Watchdog, seconds: float, during: Any = None) -> None:
+    task = asyncio.ensure_future(watchdog.run())
+    try:
+        await asyncio.sleep(0)
+        if during is not None:
+            during()
+        await asyncio.sleep(seconds)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_the_watchdog_pings_every_half_interval_while_healthy(
+    path_socket: tuple[socket.socket, str], log: Any, capture: LogCapture
+) -> None:
+    server, address = path_socket
+    notifier = SystemdNotifier(address, watchdog_usec=200_000, log=log)
+    watchdog = Watchdog(notifier, interval_s=0.2, unhealthy=lambda: None, log=log)
+    assert watchdog.period_s == 0.1
+    arrivals = _Arrivals(server)
+    await _run_for(watchdog, 0.45)
+    notifier.close()
+    assert 4 <= len(arrivals.stop()) <= 6
+    assert capture.entries == []
+
+
+async def test_an_unhealthy_daemon_gets_no_ping_and_says_why_once(
+    path_socket: tuple[socket.socket, str], log: Any, capture: LogCapture
+) -> None:
+    server, address = path_socket
+    notifier = SystemdNotifier(address, watchdog_usec=100_000, log=log)
+    problems = iter(["guardian 7 is gone"] * 4 + [None] * 100)
+    watchdog = Watchdog(notifier, interval_s=0.1, unhealthy=lambda: next(problems), log=log)
+    arrivals = _Arrivals(server)
+    started = time.monotonic()
+    await _run_for(watchdog, 0.32)
+    notifier.close()
+    # Four silent ticks (0.2 s), then pings again once healthy.
+    pings = arrivals.stop()
+    assert 1 <= len(pings) <= 3
+    assert pings[0] - started >= 0.15
+    [withheld] = capture.entries
+    assert withheld["event"] == "systemd_watchdog_withheld"
+    assert withheld["log_level"] == "error"
+    assert withheld["reason"].startswith("guardian 7 is gone: no more WATCHDOG=1")
+
+
+async def test_a_blocked_event_loop_sends_nothing_and_is_logged_once_it_runs_again(
+    path_socket: tuple[socket.socket, str], log: Any, capture: LogCapture
+) -> None:
+    server, address = path_socket
+    notifier = SystemdNotifier(address, watchdog_usec=200_000, log=log)
+    watchdog = Watchdog(notifier, interval_s=0.2, unhealthy=lambda: None, log=log)
+    blocked: list[float] = []
+
+    def block_the_loop() -> None:
+        started = time.monotonic()
+        time.sleep(0.5)  # the point: nothing else of the loop runs meanwhile
+        blocked.append(time.monotonic() - started)
+
+    arrivals = _Arrivals(server)
+    await _run_for(watchdog, 0.25, during=lambda: asyncio.get_running_loop().call_soon(block_the_loop))
+    notifier.close()
+    pings = arrivals.stop()
+    # A ping before the block; the next only once the loop ran again, then every 0.1 s.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(pings)]
+    assert max(gaps) >= blocked[0] - 0.05, gaps
+    [late] = [entry for entry in capture.entries if entry["event"] == "systemd_watchdog_late"]
+    assert late["log_level"] == "warning"
+    # Blocked 0.5 s from the start of a 0.1 s sleep: the tick came about 0.4 s late.
+    assert 0.3 <= late["late_s"] <= blocked[0]
+    assert late["watchdog_interval_s"] == 0.2
+    assert "the event loop was blocked" in late["reason"]
