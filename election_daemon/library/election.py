@@ -453,6 +453,7 @@ class Election:
             self._joined.set()
         term = term or self._term
         session = self._session
+        confirmed = session is not None and event in _CONFIRMED
         transition = Transition(
             event=event,
             state=state,
@@ -467,6 +468,9 @@ class Election:
             monotonic_s=time.monotonic(),
             error=error,
             detail=detail,
+            term_s=time.monotonic() - term.started_monotonic if event is Event.REVOKED and term else None,
+            server=session.zk.server if session is not None and confirmed else None,
+            session_timeout_s=session.negotiated_timeout_s if session is not None and confirmed else None,
         )
         self._callbacks.notify(self._listeners, transition)
         self._transitions.publish(transition)
@@ -507,7 +511,22 @@ class Election:
             self._poke()
 
     def _follow_session(self, change: SessionChange) -> None:
-        if change.state is SessionState.SUSPENDED:
+        if change.state is SessionState.DISCONNECTED:
+            if self._state is ElectionState.LEADING:
+                # Riding through: the lease still bounds this term (see .session); its expiry
+                # arrives here as SUSPENDED and revokes. The loop re-verifies our node once
+                # the session is confirmed on another server.
+                remaining_s = self.session.lease_remaining_s()
+                self._set(
+                    self._state,
+                    Event.DISCONNECTED,
+                    change.reason,
+                    force=True,
+                    detail=f"leading on a lease of {remaining_s:.3f} s",
+                )
+            else:
+                self._set(ElectionState.SUSPENDED, Event.SUSPENDED, change.reason)
+        elif change.state is SessionState.SUSPENDED:
             if self._state is ElectionState.LEADING:
                 self._revoke(change.reason, ElectionState.SUSPENDED)
             else:
@@ -689,6 +708,10 @@ class Election:
                 position = await candidacy.position()
             predecessor = await candidacy.watch_predecessor(position.preceding, self._ignore)
             if predecessor is not None:
+                if self._state is ElectionState.LEADING:
+                    # Re-verifying after a reconnection, our node is not first any more: only a
+                    # node of ours replaced since (ours was deleted) can explain it.
+                    self._revoke(Reason.NODE_DELETED, ElectionState.FOLLOWING)
                 if own is not None:
                     own.cancel()
                     own = None
@@ -735,7 +758,11 @@ class Election:
             handover = (
                 await protocol.read_handover(candidacy.zk, self.path) if position.path_has_data else None
             )
-            if await self._defer_to_another(candidacy, position, handover):
+            # A leader re-verifying after a reconnection does not defer: it steps aside only
+            # through a resign (which revokes first).
+            if self._state is not ElectionState.LEADING and await self._defer_to_another(
+                candidacy, position, handover
+            ):
                 own.cancel()
                 return
         except BaseException:
@@ -745,7 +772,9 @@ class Election:
             if own.stat.ephemeral_owner != candidacy.session_id or session.session_id != candidacy.session_id:
                 own.cancel()
                 raise NoNodeError(f"{own.node} is not owned by our session")
-            if not session.is_connected():
+            if not session.holds_lease() or (
+                self._state is not ElectionState.LEADING and not session.is_connected()
+            ):
                 own.cancel()
                 return
             if self._state is not ElectionState.LEADING:
@@ -764,7 +793,9 @@ class Election:
                 return
             if not await self._hold_office(candidacy, own):
                 return
-            # Our node changed or went, or the queue changed: read it again (NoNodeError revokes).
+            # Our node changed or went, the queue changed, or the connection came back: read it
+            # again (NoNodeError revokes). While disconnected, aiozk holds the read until the
+            # session is confirmed on some server, and that answer re-verifies our node.
             own = await candidacy.read_own()
 
     def _take_office(self, candidacy: Candidacy, own: OwnNode) -> None:
@@ -812,7 +843,7 @@ class Election:
             own.cancel()
             queue_change.cancel()
             raise
-        waits = [own.change, queue_change, session.not_connected(), self._wake_future()]
+        waits = [own.change, queue_change, session.lease_lost(), self._wake_future()]
         if wait_s is not None:
             waits.append(_timer(wait_s))
         if protocol.step_down_request(own.raw) is not None:
@@ -822,7 +853,9 @@ class Election:
         if self._resign_requests:
             await self._resign(candidacy, Reason.RESIGNED)
             return False
-        return session.is_connected()
+        # Revoked meanwhile (the lease ran out while a read waited for the connection): elect
+        # again only through the queue, read afresh.
+        return self._state is ElectionState.LEADING and session.holds_lease()
 
     async def _defer_to_another(
         self, candidacy: Candidacy, position: Position, handover: protocol.Handover | None
@@ -874,6 +907,10 @@ class Election:
             for fut in requests:
                 if not fut.done():
                     fut.set_result(None)
+
+
+# The session edges whose transitions name the server and the negotiated timeout.
+_CONFIRMED = frozenset({Event.CONNECTED, Event.RECONNECTED})
 
 
 def _timer(delay_s: float) -> asyncio.Future[None]:

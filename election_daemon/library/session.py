@@ -7,6 +7,13 @@ CONNECTED only while aiozk reports a connected, read-write session *and* our own
 listeners hear about it synchronously, on the edge, so that leadership is revoked with no
 task switch in between.
 
+A lost connection is not a lost session. While the lease runs, the session is DISCONNECTED:
+a leader may go on leading, nobody may become one, and aiozk reconnects to another server
+with the same session. Riding through a ZooKeeper restart this way is as safe as leading
+while connected: the lease ends at least T/3 before the server may expire the session,
+whatever happens to the connection, and the lease timer moves us to SUSPENDED the moment
+it runs out. Only a read-only server (cut off from the quorum) suspends at once.
+
 aiozk pings only every T/3 and waits 2T/3 for the answer, which may notice a dead connection
 only after the server has already expired the session. So the session sends its own probe
 (a ``sync``, a round trip through the ZooKeeper leader) every ``probe_interval_s`` and
@@ -52,6 +59,9 @@ class SessionState(enum.Enum):
     """No session confirmed yet: wait."""
     CONNECTED = "connected"
     """Session alive and lease valid: elections on it may lead."""
+    DISCONNECTED = "disconnected"
+    """Connection lost, lease still valid: a leader holds on until the lease runs out or the
+    session is confirmed again on another server; nobody may become leader."""
     SUSPENDED = "suspended"
     """Connection or lease in doubt: nobody may lead on this session until it is confirmed again."""
     LOST = "lost"
@@ -71,6 +81,9 @@ class SessionChange:
 
 
 Listener = Callable[[SessionChange], None]
+
+# The states in which the lease may still be valid, and a leader may go on leading.
+_LEASED = frozenset({SessionState.CONNECTED, SessionState.DISCONNECTED})
 
 
 class Session:
@@ -185,6 +198,17 @@ class Session:
         """A future that resolves as soon as the session leaves CONNECTED."""
         return self._future(lambda s: s is not SessionState.CONNECTED)
 
+    def holds_lease(self) -> bool:
+        """CONNECTED or DISCONNECTED with a lease valid *now*: whether a leader may go on leading."""
+        if self._state in _LEASED and not self._lease.valid(self._clock()):
+            self._lease_check()
+        return self._state in _LEASED
+
+    def lease_lost(self) -> asyncio.Future[None]:
+        """A future that resolves as soon as the session holds no lease (neither CONNECTED nor
+        DISCONNECTED)."""
+        return self._future(lambda s: s not in _LEASED)
+
     def is_connected(self) -> bool:
         """CONNECTED with a lease valid *now*: a process resumed from a pause may not have run
         its lease timer yet, so the clock is read here rather than trusted from the last edge."""
@@ -253,7 +277,7 @@ class Session:
             return
         self._state = state
         self.last_change_monotonic = self._clock()
-        if state is not SessionState.CONNECTED and self._lease_timer is not None:
+        if state not in _LEASED and self._lease_timer is not None:
             self._lease_timer.cancel()
             self._lease_timer = None
         change = SessionChange(state, previous, reason, self._session_id)
@@ -304,9 +328,10 @@ class Session:
                 self._observe_session_id(self.zk.session_id)
                 self._probe_now.set()
             elif zk_state == ZkState.SUSPENDED:
-                self._set_suspended(Reason.CONNECTION_LOST)
+                self._connection_lost()
             elif zk_state == ZkState.READ_ONLY:
-                # A read-only server is cut off from the quorum: it proves nothing.
+                # A read-only server is cut off from the quorum: it proves nothing, and a
+                # session it serves may be expired by the quorum meanwhile.
                 self._set_suspended(Reason.READ_ONLY)
             elif zk_state == ZkState.LOST and self._session_id is not None:
                 self._lease.invalidate()
@@ -323,8 +348,15 @@ class Session:
         self._session_id = session_id
         self._lease.set_session_timeout(self.zk.negotiated_timeout_s)
 
+    def _connection_lost(self) -> None:
+        # The lease, not the connection, bounds leadership: hold on while it runs.
+        if self._state is SessionState.CONNECTED and self._lease.valid(self._clock()):
+            self._set(SessionState.DISCONNECTED, Reason.CONNECTION_LOST)
+        else:
+            self._set_suspended(Reason.CONNECTION_LOST)
+
     def _set_suspended(self, reason: Reason) -> None:
-        if self._state in (SessionState.CONNECTED, SessionState.CONNECTING):
+        if self._state in (SessionState.CONNECTED, SessionState.DISCONNECTED, SessionState.CONNECTING):
             self._set(SessionState.SUSPENDED, reason)
 
     # -- the lease -------------------------------------------------------------------
@@ -361,6 +393,7 @@ class Session:
             reason = {
                 SessionState.CONNECTING: Reason.CONNECTED,
                 SessionState.SUSPENDED: Reason.RECONNECTED,
+                SessionState.DISCONNECTED: Reason.RECONNECTED,
                 SessionState.LOST: Reason.NEW_SESSION,
             }.get(self._state, Reason.CONNECTED)
             self._set(SessionState.CONNECTED, reason)
@@ -374,7 +407,7 @@ class Session:
             self._lease.renew(sent)
 
     def _arm_lease_timer(self) -> None:
-        if self._state is not SessionState.CONNECTED:
+        if self._state not in _LEASED:
             return
         if self._lease_timer is not None:
             self._lease_timer.cancel()
@@ -386,5 +419,5 @@ class Session:
         self._absorb_answers()
         if self._lease.valid(self._clock()):
             self._arm_lease_timer()
-        else:
+        elif self._state in _LEASED:
             self._set(SessionState.SUSPENDED, Reason.LEASE_EXPIRED)

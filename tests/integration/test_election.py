@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiozk
 import pytest
@@ -222,6 +223,53 @@ async def test_guarded_writes_fail_once_the_term_is_over(zk_hosts: str, zk_path:
         assert (await admin.get(f"{zk_path}-register"))[0] == b"one"
 
 
+RIDE_T = 6.0
+"""Long enough for a ZooKeeper server's restart (and a quorum's new election) within the lease."""
+
+
+async def _sample_one_leader(es: Sequence[Election], until: asyncio.Future[Any]) -> None:
+    while not until.done():
+        assert len(leaders(es)) <= 1
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.ensemble
+@pytest.mark.timeout(120)
+async def test_the_leader_rides_through_a_rolling_restart_and_its_servers_death(
+    zk_ensemble: ZooKeeperEnsemble,
+) -> None:
+    """A lost connection is not a lost term: while the lease runs, the leader keeps its term
+    across every server of the ensemble restarted in turn, and the ZooKeeper leader killed."""
+    rec = Recorder()
+    es = [
+        rec.attach(Election(zk_ensemble.hosts, "/election/ride", identity=f"p{i}", session_timeout_s=RIDE_T))
+        for i in range(3)
+    ]
+    async with running(es):
+        first = await es[0].wait_for_leadership(10)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sampler = asyncio.ensure_future(_sample_one_leader(es, done))
+        try:
+            for server in zk_ensemble.servers:
+                await asyncio.to_thread(server.stop)
+                await asyncio.to_thread(server.start)
+                await asyncio.to_thread(zk_ensemble.wait_quorum)
+            ensemble_leader = await asyncio.to_thread(zk_ensemble.leader)
+            await asyncio.to_thread(ensemble_leader.kill)
+            await asyncio.to_thread(zk_ensemble.wait_quorum)
+            await asyncio.to_thread(ensemble_leader.start)
+            await eventually(es[0].session.is_connected, timeout_s=RIDE_T, what="reconnection")
+        finally:
+            done.set_result(None)
+            await sampler
+        assert es[0].is_leader and es[0].term is first
+        assert rec.events("p0", "revoked") == []
+        assert [t.token for t in rec.transitions if t.event == "elected"] == [first.token]
+        # Each time its server went, the leader said so, and said when it was confirmed again.
+        assert rec.events("p0", "disconnected"), "no disconnection seen: the faults missed"
+        assert len(rec.events("p0", "reconnected")) >= len(rec.events("p0", "disconnected"))
+
+
 @pytest.mark.ensemble
 async def test_killing_the_leaders_server_leaves_exactly_one_leader(zk_ensemble: ZooKeeperEnsemble) -> None:
     rec = Recorder()
@@ -233,7 +281,12 @@ async def test_killing_the_leaders_server_leaves_exactly_one_leader(zk_ensemble:
         server = await asyncio.to_thread(zk_ensemble.server_of_session, sid)
         assert server is not None
         await asyncio.to_thread(server.kill)
-        await eventually(lambda: bool(rec.events("p0", "revoked")), timeout_s=4 * T, what="revocation")
+        # Either it rides through on its lease, or the lease runs out and someone else leads.
+        await eventually(
+            lambda: bool(rec.events("p0", "disconnected") or rec.events("p0", "revoked")),
+            timeout_s=4 * T,
+            what="the leader to notice",
+        )
         await eventually(lambda: len(leaders(es)) == 1, timeout_s=6 * T, what="one leader again")
         # Give any second leader every chance to appear: one more full session timeout.
         deadline = asyncio.get_running_loop().time() + T
@@ -287,8 +340,14 @@ async def test_killing_the_zookeeper_leader_keeps_our_session(zk_ensemble: ZooKe
         ]
         async with running([e2]):
             await asyncio.to_thread(zk_leader.kill)
-            await eventually(lambda: bool(rec.events("p0", "revoked")), timeout_s=8, what="revocation")
-            await eventually(lambda: e.is_leader, timeout_s=12, what="leading again")
+            # It rides through on its lease if the new quorum serves in time, else it is
+            # revoked and resumes its term: either way the session, and the token, survive.
+            await eventually(
+                lambda: bool(rec.events("p0", "disconnected")), timeout_s=8, what="disconnection"
+            )
+            await eventually(
+                lambda: e.is_leader and e.session.is_connected(), timeout_s=12, what="leading again"
+            )
             assert e.session.session_id == session_id
             assert e.term is not None and e.term.token == first.token
             assert not rec.events("p0", "session_lost")
