@@ -322,6 +322,10 @@ async def _serve_until_cancelled(
     )
     try:
         async with observer:
+            # The page opened first must see the election, never a placeholder with no leader.
+            first = observer.latest()
+            assert first is not None  # start() returns once it has read the queue
+            dashboard.update(first)
             await runner.setup()
             try:
                 await web.TCPSite(runner, host, port).start()

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -199,9 +200,13 @@ class Chromium:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                # A zone far from UTC: the page must show UTC all the same.
+                env={**os.environ, "TZ": "Asia/Kolkata"},
             )
         self._socket: aiohttp.ClientWebSocketResponse | None = None
         self._ids = 0
+        self.events: list[dict[str, Any]] = []
+        """DevTools events received while waiting for answers, oldest first."""
 
     async def connect(self, http: aiohttp.ClientSession, *, timeout_s: float = 60.0) -> None:
         """Find the DevTools port Chromium chose, then the page showing our URL."""
@@ -220,22 +225,38 @@ class Chromium:
             assert time.monotonic() < deadline, f"no DevTools page for {self.url}:\n{self.log_tail()}"
             await asyncio.sleep(_POLL_S)
 
-    async def evaluate(self, expression: str) -> Any:
-        """The value of a JavaScript expression in the page."""
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """Call a DevTools method; its result. Events that come meanwhile go to ``events``."""
         assert self._socket is not None
         self._ids += 1
-        request = {
-            "id": self._ids,
-            "method": "Runtime.evaluate",
-            "params": {"expression": expression, "returnByValue": True},
-        }
-        await self._socket.send_json(request)
+        await self._socket.send_json({"id": self._ids, "method": method, "params": params})
         async with asyncio.timeout(20):
             while True:
                 message = await self._socket.receive_json()
                 if message.get("id") == self._ids:
-                    break
-        result = message["result"]
+                    assert "error" not in message, message["error"]
+                    result: dict[str, Any] = message["result"]
+                    return result
+                if "method" in message:
+                    self.events.append(message)
+
+    async def event(self, method: str, *, timeout_s: float = 20.0) -> dict[str, Any]:
+        """The params of the next DevTools event ``method`` (the oldest not yet taken)."""
+        assert self._socket is not None
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for message in self.events:
+                    if message["method"] == method:
+                        self.events.remove(message)
+                        params: dict[str, Any] = message["params"]
+                        return params
+                message = await self._socket.receive_json()
+                if "method" in message:
+                    self.events.append(message)
+
+    async def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page."""
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         assert "exceptionDetails" not in result, result["exceptionDetails"]
         return result["result"].get("value")
 
@@ -270,6 +291,17 @@ async def test_dashboard_page_shows_the_leader_and_the_failover_in_chromium(
                 async def leader() -> tuple[str | None, str | None]:
                     return await browser.text("#leader-id"), await browser.text("#leader-token")
 
+                # Before its first data the page says it is connecting: no red "no leader".
+                await browser.call("Fetch.enable", patterns=[{"urlPattern": "*/events*"}])
+                await browser.call("Page.reload", ignoreCache=True)
+                held = await browser.event("Fetch.requestPaused")
+                connecting = await browser.evaluate(
+                    "[document.getElementById('leader-card').className,"
+                    " ...['#leader-id', '#connection'].map(s => document.querySelector(s).textContent)]"
+                )
+                assert connecting == ["pending", "connecting…", "connecting"]
+                await browser.call("Fetch.continueRequest", requestId=held["requestId"])
+                await browser.call("Fetch.disable")
                 await wait_until(leader, ("p0", str(term0.token)), timeout_s=30, what="p0 on the page")
                 rows = await browser.evaluate(
                     "[...document.querySelectorAll('#participants tbody tr')]"
@@ -302,5 +334,10 @@ async def test_dashboard_page_shows_the_leader_and_the_failover_in_chromium(
                     timeout_s=20,
                     what="the failover in the history",
                 )
+                # In ISO 8601 UTC like the logs, whatever the browser's zone and locale.
+                when = await browser.text("#history tbody tr td") or ""
+                assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", when), when
+                seen = datetime.fromisoformat(when).timestamp()
+                assert abs(seen - time.time()) < 60
             finally:
                 await browser.close()

@@ -86,7 +86,9 @@ function render(state) {
   history.replaceChildren();
   for (const change of state.history) {
     const row = history.insertRow();
-    cell(row, new Date(change.time * 1000).toLocaleString());
+    // ISO 8601 in UTC, as the daemons' logs write it (to the millisecond): comparable with them
+    // whatever the browser's zone and locale.
+    cell(row, new Date(change.time * 1000).toISOString());
     cell(row, change.previous ? who(change.previous) + " (" + change.previous.token + ")" : "no leader");
     cell(row, change.leader ? who(change.leader) : "no leader");
     cell(row, change.token === null ? "" : change.token);
