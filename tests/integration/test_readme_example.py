@@ -44,6 +44,9 @@ async def test_the_library_example_leaves_at_once_on_ctrl_c(
         lines = read_lines(process.stdout)
         first = await asyncio.wait_for(anext(lines), 30)
         assert first.startswith("leading with token "), first
+        # Past start(): the example now waits on the changes stream, where Ctrl-C comes.
+        queue = await asyncio.wait_for(anext(lines), 10)
+        assert queue.startswith("Participant("), queue
         assert len(await asyncio.to_thread(kazoo.get_children, zk_path)) == 1
 
         process.send_signal(signal.SIGINT)
