@@ -19,6 +19,7 @@ from election_daemon.errors import (
     NoNodeError,
     NotLeaderError,
     SessionLostError,
+    SessionTimeoutError,
     ZooKeeperError,
 )
 from election_daemon.library.candidacy import Participant
@@ -46,6 +47,7 @@ __all__ = [
     "Session",
     "SessionLostError",
     "SessionState",
+    "SessionTimeoutError",
     "Snapshot",
     "Term",
     "Transition",

@@ -8,6 +8,7 @@
     │   ├── ConnectTimeoutError   no ZooKeeper server answered within the connect timeout
     │   ├── TLSError              the TLS handshake with ZooKeeper failed (trust, host name, certificate)
     │   ├── AuthFailedError       ZooKeeper rejected our credentials (``addauth``)
+    │   ├── SessionTimeoutError   the negotiated session timeout is outside what was asked
     │   ├── ConnectionLossError   the connection failed mid-request: its outcome is unknown
     │   ├── SessionLostError      the session expired or was closed under us
     │   ├── NoNodeError           the node does not exist
@@ -63,6 +64,12 @@ class AuthFailedError(ZooKeeperError):
 
     Raised at :meth:`start`; the connection is closed, the session never used.
     """
+
+
+class SessionTimeoutError(ZooKeeperError):
+    """ZooKeeper negotiated a session timeout outside the accepted range (its tickTime clamps
+    every session to 2 to 20 ticks): raised before our node enters the queue, since every
+    timer, the lease included, would follow a timeout nobody chose."""
 
 
 class ConnectionLossError(ZooKeeperError):

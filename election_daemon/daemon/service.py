@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import prometheus_client
@@ -33,31 +34,36 @@ import prometheus_client
 from election_daemon.daemon.config import ChildExitPolicy, DaemonConfig
 from election_daemon.daemon.endpoints import Endpoints, start_endpoints
 from election_daemon.daemon.exitcodes import ExitCode
-from election_daemon.daemon.hooks import HookRunner
+from election_daemon.daemon.hooks import HookRunner, transition_environment
+from election_daemon.daemon.lifeline import Lifeline
+from election_daemon.daemon.logs import level_of
 from election_daemon.daemon.metrics import ElectionMetrics
+from election_daemon.daemon.outage import OutageReporter, interval_for
 from election_daemon.daemon.supervisor import ChildExit, ChildResourceError, ChildSupervisor
-from election_daemon.daemon.systemd import SystemdNotifier
+from election_daemon.daemon.systemd import SystemdNotifier, Watchdog
 from election_daemon.errors import (
     ChildError,
     ConfigError,
     ConnectTimeoutError,
     ElectionError,
     InternalError,
+    SessionTimeoutError,
     TLSError,
     ZooKeeperError,
 )
 from election_daemon.library.election import Election, ElectionState, Term, Transition
-from election_daemon.library.events import Event
+from election_daemon.library.events import REQUESTED_REVOCATIONS, Event
+from election_daemon.library.session import SessionState
 
 __all__ = ["Daemon"]
 
-# Revocations we or an operator asked for; any other one counts as a loss for --exit-on-loss.
-_OWN_REVOCATIONS = frozenset({"stopped", "resigned", "step_down", "priority_handover"})
 # Starting the command when the system is out of file descriptors or processes: retry with
 # backoff while leading, for at most this long (or the session timeout, if longer), then resign.
 _SPAWN_RETRY_FIRST_S = 0.05
 _SPAWN_RETRY_MAX_S = 1.0
 _SPAWN_RETRY_FOR_S = 5.0
+# While ZooKeeper is in trouble, systemd's STATUS= is refreshed this often (it counts seconds).
+_STATUS_REFRESH_S = 1.0
 
 
 class Daemon:
@@ -71,11 +77,13 @@ class Daemon:
         notifier: SystemdNotifier,
         supervisor: ChildSupervisor | None,
         hooks: HookRunner,
+        lifeline: Lifeline | None = None,
     ) -> None:
         self.config = config
         self.log = log
         self.notifier = notifier
         self.supervisor = supervisor
+        self.lifeline = lifeline
         self.hooks = hooks
         self.election = Election(
             config.hosts,
@@ -96,12 +104,18 @@ class Daemon:
         self._child_watch: asyncio.Task[None] | None = None
         self._child_term: Term | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._revocation_gate: asyncio.Future[None] | None = None
+        """Opened once the last revocation's command group is gone; its hooks wait for it."""
+        self._elected_once = False
+        self._hook_tokens: list[int | None] = []
         self.failure: str | None = None
         """One line saying why the daemon gave up, for stderr."""
+        # Process-wide: no counter of this process exports a _created series (noise to scrape).
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.metrics = ElectionMetrics(
             self.election,
             registry=prometheus_client.REGISTRY,
-            child_running=(lambda: self.child_pid is not None) if supervisor is not None else None,
+            command_running=(lambda: self.child_pid is not None) if supervisor is not None else None,
         )
         self._endpoints: Endpoints | None = None
 
@@ -121,8 +135,10 @@ class Daemon:
     def log_context(self) -> dict[str, Any]:
         """The schema keys for lines that are not transitions (child and hook events)."""
         e = self.election
-        # After a revocation, child events still belong to the term the child ran for.
+        # After a revocation, child events still belong to the term the child ran for, and a
+        # hook's lines to the term of the transition that ran it (its ELECTION_TOKEN).
         term = e.term or self._child_term
+        token = term.token if term is not None else self._running_hook_token()
         try:
             sid = e.session.session_id
         except ElectionError:  # never started
@@ -132,9 +148,15 @@ class Daemon:
             "path": e.path,
             "id": e.identity,
             "node": e.node,
-            "token": term.token if term is not None else None,
+            "token": token,
             "session_id": f"0x{sid:x}" if sid else None,
         }
+
+    def _running_hook_token(self) -> int | None:
+        """The token of the hook running now: hooks run one at a time, in submission order."""
+        tokens = self._hook_tokens
+        del tokens[: max(0, len(tokens) - self.hooks.pending)]
+        return tokens[0] if tokens else None
 
     # -- running -----------------------------------------------------------------------
 
@@ -147,6 +169,8 @@ class Daemon:
         self.election.on_revoked(self._on_revoked)
         for warning in self.config.warnings:
             self.log.warning(Event.CONFIG_WARNING, reason=warning)
+        if self.config.try_s is not None:
+            self._spawn(self._give_up_unless_elected(self.config.try_s))
         try:
             if self.config.http_address is not None:
                 # Before joining: a port already taken is a usage error, not a reason to lead.
@@ -169,6 +193,10 @@ class Daemon:
             if code is not None:
                 return code
             self.notifier.ready()
+            # From here on, an outage is never silent for long (still_disconnected).
+            OutageReporter(
+                self.election.session, self.log, interval_s=interval_for(self.config.session_timeout_s)
+            ).start()
             self._spawn(self._watchdog())
             await self._exit.wait()
             return self._exit_code
@@ -177,6 +205,15 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
 
+    async def _give_up_unless_elected(self, try_s: float) -> None:
+        """--try: exit with NOT_ELECTED, the command never run, unless elected within ``try_s``."""
+        await asyncio.sleep(try_s)
+        if self._elected_once or self._exit.is_set():
+            return
+        self.failure = f"not elected within {try_s:g} s (--try): the command did not run"
+        self.log.warning(Event.NOT_ELECTED, reason=self.failure)
+        self.request_exit(ExitCode.NOT_ELECTED)
+
     async def _join(self) -> int | None:
         try:
             await self.election.start()
@@ -184,21 +221,15 @@ class Daemon:
             return self._fail(ExitCode.ZK_UNREACHABLE, Event.ZOOKEEPER_UNREACHABLE, e)
         except TLSError as e:
             return self._fail(ExitCode.TLS_FAILED, Event.ZOOKEEPER_UNREACHABLE, e)
+        except SessionTimeoutError as e:
+            # Refused by the library before our node entered the queue: never elected.
+            return self._fail(
+                ExitCode.ZK_REFUSED, Event.SESSION_TIMEOUT_REFUSED, ConfigError("--session-timeout", str(e))
+            )
         except ZooKeeperError as e:  # NoAuthError, AuthFailedError, DataTooLargeError, ...
             return self._fail(ExitCode.ZK_REFUSED, Event.ZOOKEEPER_REFUSED, e)
         except InternalError as e:
             return self._fail(ExitCode.ELECTION_FAILED, Event.ELECTION_FAILED, e)
-        negotiated = self.election.negotiated_session_timeout_s
-        if negotiated is not None and abs(negotiated - self.config.session_timeout_s) > 1e-3:
-            return self._fail(
-                ExitCode.ZK_REFUSED,
-                Event.SESSION_TIMEOUT_REFUSED,
-                ConfigError(
-                    "--session-timeout",
-                    f"{self.config.session_timeout_s:g} s is outside what the server accepts: "
-                    f"it negotiated {negotiated:g} s",
-                ),
-            )
         return None
 
     def _fail(self, code: ExitCode, event: Event, error: Exception) -> int:
@@ -233,6 +264,7 @@ class Daemon:
         await self._stop_child("stopped")
         if self._endpoints is not None:
             await self._endpoints.close()
+        _open(self._revocation_gate)  # never left shut: hooks.close() runs what was submitted
         await self.hooks.close()
         for task in list(self._tasks):
             task.cancel()
@@ -251,25 +283,45 @@ class Daemon:
         fields = {k: v for k, v in t.log_fields().items() if k != "event"}
         if t.event == "internal_error":
             # The loop's own failure: the traceback is what a bug report needs.
-            self.log.error(t.event, exc_info=getattr(t, "error", None) or False, **fields)
-        elif t.event == "failed":
-            self.log.error(t.event, **fields)
-        else:
-            self.log.info(t.event, **fields)
+            fields["exc_info"] = t.error or False
+        getattr(self.log, level_of(t))(t.event, **fields)
         self.notifier.status(self._status_text(t))
         if t.event == "failed":
             self._on_failed(t)
-        if t.event in ("elected", "revoked"):
-            hook = self.config.on_elected if t.event == "elected" else self.config.on_revoked
-            if hook:
-                self.hooks.submit(t.event, hook, self._child_env(t.token, t.node))
+        if t.event == Event.ELECTED:
+            self._elected_once = True
+        self._submit_hooks(t)
+        # --once: whatever ends leadership before the command exits ends the run.
         if (
-            t.event == "revoked"
-            and self.config.exit_on_loss
-            and t.reason not in _OWN_REVOCATIONS
+            t.event == Event.REVOKED
+            and (self.config.once or (self.config.exit_on_loss and t.reason not in REQUESTED_REVOCATIONS))
             and not self._exit.is_set()
         ):
             self.request_exit(ExitCode.LEADERSHIP_LOST)
+
+    def _submit_hooks(self, t: Transition) -> None:
+        """Queue the hooks of ``t``: ``--on-elected`` or ``--on-revoked``, then ``--on-change``.
+
+        A revocation's hooks, and with them every later hook, wait until ``_on_revoked`` has
+        stopped the command's process group: a revoked hook never runs beside the command.
+        """
+        after = None
+        if t.event == Event.REVOKED:
+            # The election calls on_revoked right after this listener; _on_revoked takes the gate.
+            after = self._revocation_gate = asyncio.get_running_loop().create_future()
+        hooks = [
+            (name, command)
+            for name, command in (
+                (Event.ELECTED, self.config.on_elected if t.event == Event.ELECTED else None),
+                (Event.REVOKED, self.config.on_revoked if t.event == Event.REVOKED else None),
+                ("change", self.config.on_change),
+            )
+            if command
+        ]
+        env = {**self._child_env(t.token, t.node), **transition_environment(t)}
+        for name, command in hooks:
+            self.hooks.submit(name, command, env, after=after)
+            self._hook_tokens.append(t.token)
 
     def _on_failed(self, t: Transition) -> None:
         """The election stopped for good; leadership (and so the child) was revoked before."""
@@ -282,11 +334,30 @@ class Daemon:
         else:
             self.request_exit(ExitCode.ELECTION_FAILED)
 
-    @staticmethod
-    def _status_text(t: Transition) -> str:
-        if t.state is ElectionState.LEADING:
-            return f"leading {t.path} with token {t.token}"
-        return f"{t.state.value} {t.path}"
+    def _status_text(self, t: Transition | None = None) -> str:
+        """systemd's STATUS=: our role, then ZooKeeper's trouble if there is any, e.g.
+        ``suspended /p; ZooKeeper session suspended for 12 s, lease expired``."""
+        e = self.election
+        state = e.state if t is None else t.state
+        token = (e.term.token if e.term else None) if t is None else t.token
+        if state is ElectionState.LEADING:
+            role = f"leading {e.path} with token {token}"
+        else:
+            role = f"{state.value} {e.path}"
+        trouble = self._zookeeper_trouble()
+        return role if trouble is None else f"{role}; {trouble}"
+
+    def _zookeeper_trouble(self) -> str | None:
+        try:
+            session = self.election.session
+        except ElectionError:  # not started yet
+            return None
+        if session.state is SessionState.CONNECTED:
+            return None
+        for_s = time.monotonic() - session.last_change_monotonic
+        lease_s = session.lease_remaining_s()
+        lease = "lease expired" if lease_s <= 0 else f"lease {lease_s:.1f} s left"
+        return f"ZooKeeper session {session.state.value} for {for_s:.0f} s, {lease}"
 
     def _child_env(self, token: int | None, node: str | None) -> dict[str, str]:
         return {
@@ -303,20 +374,30 @@ class Daemon:
         if self._child_stop is not None:
             await self._child_stop
         # The very term, not only its token: a term resumed on the same node keeps its token,
-        # and two elected edges of it must not start two children.
-        if not self._is_current(term):
+        # and two elected edges of it must not start two children. Nor is a command started on
+        # the way out (a signal, --try's deadline).
+        if not self._is_current(term) or self._exit.is_set():
             return
         self._child_term = term
         pid = await self._start_child(term)
         if pid is None:
             return
-        self.metrics.child_started()
+        self.metrics.command_started()
+        self._count_exit(self.supervisor.wait())
         # Leadership may have ended while the child was being started.
         if not self.election.is_leader:
             await self._stop_child("revoked_during_start")
             return
         self.log.debug(Event.CHILD_RUNNING, pid=pid)
         self._child_watch = asyncio.ensure_future(self._watch_child())
+
+    def _count_exit(self, exited: Awaitable[ChildExit]) -> None:
+        def count(f: asyncio.Future[ChildExit]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                result = f.result()
+                self.metrics.command_exited(result.exit_status, stopped_by_daemon=result.stopped_by_us)
+
+        asyncio.ensure_future(exited).add_done_callback(count)
 
     async def _start_child(self, term: Term) -> int | None:
         """Start the term's child; ``None`` if it was not started (and what follows is arranged)."""
@@ -326,7 +407,9 @@ class Daemon:
         delay = _SPAWN_RETRY_FIRST_S
         while True:
             try:
-                return await self.supervisor.start(self._child_env(term.token, term.node))
+                return await self.supervisor.start(
+                    self._child_env(term.token, term.node), log_fields={"token": term.token}
+                )
             except ChildResourceError as e:
                 # Out of file descriptors or processes: the command is fine, the system is not.
                 # Keep leading a little while and retry; then let someone else lead.
@@ -350,8 +433,18 @@ class Daemon:
         """Whether ``term`` (this very one: a resumed term is a new one with the same token) leads."""
         return self.election.term is term and self.election.is_leader
 
-    async def _on_revoked(self, reason: str) -> None:
-        await self._stop_child(reason)
+    def _on_revoked(self, reason: str) -> Awaitable[None]:
+        # Not a coroutine function: the gate of this very revocation is taken now, synchronously
+        # after the listener made it, before any other transition can replace it.
+        gate, self._revocation_gate = self._revocation_gate, None
+        return self._revoked(reason, gate)
+
+    async def _revoked(self, reason: str, gate: asyncio.Future[None] | None) -> None:
+        try:
+            await self._stop_child(reason)
+        finally:
+            # The revocation's hooks run now that the group is gone (or could not be stopped).
+            _open(gate)
 
     async def _stop_child(self, reason: str) -> None:
         supervisor = self.supervisor
@@ -382,12 +475,38 @@ class Daemon:
     # -- systemd watchdog ------------------------------------------------------------
 
     async def _watchdog(self) -> None:
-        interval = self.notifier.watchdog_interval_s
-        if interval is None:
+        """WATCHDOG=1 while the daemon itself is healthy, whatever ZooKeeper's state (a restart
+        cannot cure an outage, and would hit every daemon of the fleet at once); ZooKeeper's
+        trouble goes to STATUS=, refreshed every second while it lasts."""
+        if not self.notifier.enabled:
             return
-        while True:
-            # Only a running loop gets here; only a live lease makes us worth keeping.
-            session = self.election.session
-            if session.lease_remaining_s() > 0:
-                self.notifier.watchdog()
-            await asyncio.sleep(interval / 2)
+        interval = self.notifier.watchdog_interval_s
+        watchdog = None
+        if interval is not None:
+            watchdog = asyncio.ensure_future(
+                Watchdog(self.notifier, interval_s=interval, unhealthy=self._unhealthy, log=self.log).run()
+            )
+        try:
+            troubled = False
+            while True:
+                await asyncio.sleep(_STATUS_REFRESH_S)
+                was_troubled, troubled = troubled, self._zookeeper_trouble() is not None
+                if troubled or was_troubled:
+                    self.notifier.status(self._status_text())
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+
+    def _unhealthy(self) -> str | None:
+        """Why the daemon itself is broken, or None. Its event loop is checked by the watchdog
+        coroutine itself; the supervisor has no thread or process of its own (it runs on that
+        loop); the lifeline guardian is a process, and without it a SIGKILLed daemon would leave
+        its command's group running beside the next leader."""
+        if self.lifeline is not None and not self.lifeline.alive:
+            return f"the lifeline guardian {self.lifeline.guardian_pid} is gone"
+        return None
+
+
+def _open(gate: asyncio.Future[None] | None) -> None:
+    if gate is not None and not gate.done():
+        gate.set_result(None)

@@ -106,6 +106,8 @@ class ElectionOptions:
     payload: bytes
     """Our node's data: the identity and ``data``, as the recipe stores them."""
     session_timeout_s: float
+    session_timeout_range_s: tuple[float, float] | None
+    """The negotiated timeouts accepted; None: the requested one (our client) or any (theirs)."""
     connect_timeout_s: float
     priority: int
     priority_stable_s: float | None
@@ -118,6 +120,7 @@ def election_options(
     data: Any,
     session_timeout_s: float | None,
     session_timeout: float | None,
+    session_timeout_range_s: tuple[float, float] | None = None,
     connect_timeout_s: float,
     priority: int,
     priority_stable_s: float | None,
@@ -131,6 +134,7 @@ def election_options(
         "session_timeout_s", 10.0 if timeout_s is None else timeout_s, SESSION_TIMEOUT_RANGE_S
     )
     connect_timeout_s = check_seconds("connect_timeout_s", connect_timeout_s, CONNECT_TIMEOUT_RANGE_S)
+    accepted = _timeout_range(session_timeout_range_s)
     check_priority(priority)
     if priority_stable_s is not None:
         priority_stable_s = check_seconds("priority_stable_s", priority_stable_s, PRIORITY_STABLE_RANGE_S)
@@ -148,7 +152,21 @@ def election_options(
         recipe=checked_recipe,
         payload=encode_node_data(identity, data, checked_recipe),
         session_timeout_s=float(timeout_s),
+        session_timeout_range_s=accepted,
         connect_timeout_s=connect_timeout_s,
         priority=priority,
         priority_stable_s=priority_stable_s,
     )
+
+
+def _timeout_range(value: tuple[float, float] | None) -> tuple[float, float] | None:
+    field = "session_timeout_range_s"
+    if value is None:
+        return None
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise ConfigError(field, f"give (shortest, longest) in seconds, not {value!r}")
+    low = check_seconds(field, value[0], SESSION_TIMEOUT_RANGE_S)
+    high = check_seconds(field, value[1], SESSION_TIMEOUT_RANGE_S)
+    if low > high:
+        raise ConfigError(field, f"the shortest ({low:g} s) is longer than the longest ({high:g} s)")
+    return (float(low), float(high))

@@ -46,6 +46,7 @@ from election_daemon.errors import (
     NoNodeError,
     NotLeaderError,
     SessionLostError,
+    SessionTimeoutError,
     ZooKeeperError,
 )
 from election_daemon.library import protocol
@@ -99,6 +100,12 @@ class Election:
     :param data: published with the node for discovery: bytes or anything JSON can encode.
     :param session_timeout_s: requested ZooKeeper session timeout T; the server may clamp
         it, and every timer uses the negotiated value. ``session_timeout`` is accepted too.
+    :param session_timeout_range_s: ``(shortest, longest)`` negotiated session timeouts to
+        accept. The server clamps the requested one to 2 to 20 of its ticks; outside this range
+        :meth:`start` raises :class:`~election_daemon.errors.SessionTimeoutError` before our node
+        enters the queue. Default: exactly ``session_timeout_s`` with our own client, anything
+        with a shared ``client`` (its owner chose it). The value in force is
+        :attr:`negotiated_session_timeout_s`.
     :param client: an aiozk ``ZKClient`` to share between elections; it is not closed by us.
     :param connect_timeout_s: how long :meth:`start` waits for a session.
     :param priority: a participant with a higher priority is preferred as leader (default 0).
@@ -137,6 +144,7 @@ class Election:
         data: Any = None,
         session_timeout_s: float | None = None,
         session_timeout: float | None = None,
+        session_timeout_range_s: tuple[float, float] | None = None,
         client: ZKClient | None = None,
         connect_timeout_s: float = 30.0,
         priority: int = 0,
@@ -166,6 +174,7 @@ class Election:
             data=data,
             session_timeout_s=session_timeout_s,
             session_timeout=session_timeout,
+            session_timeout_range_s=session_timeout_range_s,
             connect_timeout_s=connect_timeout_s,
             priority=priority,
             priority_stable_s=priority_stable_s,
@@ -189,6 +198,9 @@ class Election:
         self._payload = options.payload
         self.data = data
         self.requested_session_timeout_s = options.session_timeout_s
+        self._accepted_timeout_s = options.session_timeout_range_s
+        if self._accepted_timeout_s is None and client is None:
+            self._accepted_timeout_s = (options.session_timeout_s, options.session_timeout_s)
         self.priority = priority
         # Who should lead, when to hand over, and the bound on moves (see .priority).
         self._policy = PriorityPolicy(
@@ -331,6 +343,7 @@ class Election:
         self._set(ElectionState.JOINING, Event.STARTING, None)
         try:
             await session.start(connect_timeout_s=self._connect_timeout_s)
+            self._check_negotiated_timeout(session)
             if session.is_connected():
                 self._emit_session_event(Event.CONNECTED, Reason.CONNECTED)
             self._task = asyncio.create_task(self._run(), name=f"election {self.path}")
@@ -343,6 +356,22 @@ class Election:
         except BaseException:
             await self._shutdown(Reason.START_FAILED)
             raise
+
+    def _check_negotiated_timeout(self, session: Session) -> None:
+        """Refuse, before our node exists, a session whose timeout nobody asked for."""
+        accepted = self._accepted_timeout_s
+        negotiated_s = session.negotiated_timeout_s
+        # ZooKeeper counts in milliseconds: half of one is no difference.
+        if accepted is None or accepted[0] - 5e-4 <= negotiated_s <= accepted[1] + 5e-4:
+            return
+        wanted = (
+            f"{accepted[0]:g} s" if accepted[0] == accepted[1] else f"{accepted[0]:g} to {accepted[1]:g} s"
+        )
+        raise SessionTimeoutError(
+            f"ZooKeeper negotiated a session timeout of {negotiated_s:g} s, not {wanted}: its "
+            "tickTime allows 2 to 20 ticks (minSessionTimeout, maxSessionTimeout); ask for a "
+            "timeout within them or accept a range"
+        )
 
     async def resign(self) -> None:
         """Give up leadership now and rejoin at the back of the queue (no-op unless leading).

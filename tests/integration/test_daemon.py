@@ -672,13 +672,37 @@ def test_bad_input_is_one_line_and_an_exit_code(
 
 @pytest.mark.timeout(90)
 def test_session_timeout_the_server_refuses(tmp_path: Path) -> None:
+    """Refused before our node enters the queue: never elected, no command, no hook."""
+    ran, hooked = tmp_path / "ran", tmp_path / "hooked"
     with ZooKeeperEnsemble(1, max_session_timeout_ms=4000) as server:
         result = run_daemon(
-            ["--hosts", server.hosts, "--path", "/e", "--session-timeout", "10", "--", "true"]
+            [
+                "--hosts",
+                server.hosts,
+                "--path",
+                "/e",
+                "--session-timeout",
+                "10",
+                "--on-elected",
+                f"touch {shlex.quote(str(hooked))}",
+                "--",
+                "touch",
+                str(ran),
+            ]
         )
+        zk = KazooClient(hosts=server.hosts)
+        zk.start(timeout=10)
+        try:
+            assert not zk.exists("/e") or zk.get_children("/e") == []
+        finally:
+            zk.stop()
+            zk.close()
     assert result.returncode == ExitCode.ZK_REFUSED, result.stderr
     assert_one_line_error(result.stderr, result.stdout, "--session-timeout")
-    assert "negotiated 4 s" in result.stderr
+    assert "negotiated a session timeout of 4 s, not 10 s" in result.stderr
+    events = [json.loads(line)["event"] for line in result.stdout.splitlines() if line.startswith("{")]
+    assert "joined" not in events and "elected" not in events, events
+    assert not ran.exists() and not hooked.exists()
 
 
 @pytest.mark.timeout(30)

@@ -422,3 +422,25 @@ async def test_a_create_replayed_on_a_later_session_leaves_no_node_behind(
         assert stale.node is None
     finally:
         await zk.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_session_timeout_nobody_asked_for_is_refused_before_joining() -> None:
+    from election_daemon import SessionTimeoutError
+
+    rec = Recorder()
+    with ZooKeeperEnsemble(1, max_session_timeout_ms=4000) as server:
+        refused = rec.attach(Election(server.hosts, "/e", identity="refused", session_timeout_s=10))
+        with pytest.raises(SessionTimeoutError, match="4 s, not 10 s"):
+            await refused.start()
+        assert refused.state is ElectionState.STOPPED
+        assert not [t for t in rec.transitions if t.event in ("joined", "elected")]
+        ranged = Election(
+            server.hosts, "/e", identity="ranged", session_timeout_s=10, session_timeout_range_s=(2, 10)
+        )
+        async with running([ranged]):
+            assert ranged.negotiated_session_timeout_s == 4.0
+            # Nothing of the refused one was left in the queue.
+            assert [p.id for p in await ranged.participants()] == ["ranged"]
+    with pytest.raises(ConfigError, match="session_timeout_range_s"):
+        Election("127.0.0.1:2181", "/e", session_timeout_range_s=(10, 2))
