@@ -19,8 +19,10 @@ from typing import Any, TextIO
 import structlog
 
 from election_daemon.daemon.jsonout import log_serializer
+from election_daemon.library.events import REQUESTED_REVOCATIONS, Event, Reason
+from election_daemon.library.transitions import Transition
 
-__all__ = ["SCHEMA_KEYS", "SCHEMA_VERSION", "configure_logging", "get_logger"]
+__all__ = ["SCHEMA_KEYS", "SCHEMA_VERSION", "configure_logging", "get_logger", "level_of"]
 
 SCHEMA_VERSION = 1
 
@@ -66,6 +68,35 @@ def _name_library_event(
     return event_dict
 
 
+# The console shows what a person reads: the schema keys that repeat on every line of one
+# participant (its path, id, node, session) only where they are news.
+_CONSOLE_NEVER = ("node", "monotonic_s", "previous_state")
+_CONSOLE_NEWS_ONLY = ("path", "id", "session_id")
+_CONSOLE_NEWS = frozenset({"starting", "connected", "reconnected", "session_lost"})
+
+
+def _compact_for_console(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """One line per event: no nulls, no repeated identity, the state change as ``a→b``."""
+    state, previous = event_dict.get("state"), event_dict.get("previous_state")
+    if state is not None and previous is not None and previous != state:
+        event_dict["state"] = f"{previous}→{state}"
+    timestamp = event_dict.get("timestamp")
+    if isinstance(timestamp, str) and "T" in timestamp:
+        event_dict["timestamp"] = timestamp.split("T", 1)[1][:12]  # HH:MM:SS.mmm, UTC
+    hidden: tuple[str, ...] = _CONSOLE_NEVER
+    if event_dict.get("event") not in _CONSOLE_NEWS:
+        hidden += _CONSOLE_NEWS_ONLY
+    for key in [k for k, v in event_dict.items() if v is None or k in hidden]:
+        del event_dict[key]
+    for key, value in event_dict.items():
+        if isinstance(value, str) and key != "event":
+            # A hook's output or an error's message must not break the line.
+            event_dict[key] = value.replace("\r", "\\r").replace("\n", "\\n")
+    return event_dict
+
+
 def configure_logging(
     log_format: str,
     *,
@@ -92,7 +123,14 @@ def configure_logging(
         renderer = structlog.processors.JSONRenderer(serializer=log_serializer, sort_keys=False)
         shared.append(structlog.processors.dict_tracebacks)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        # A plain traceback: a rich one shows local variables, and a password may be one.
+        console = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(),
+            pad_event_to=18,
+            sort_keys=False,
+            exception_formatter=structlog.dev.plain_traceback,
+        )
+        renderer = _chain(_compact_for_console, console)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -117,6 +155,37 @@ def configure_logging(
     root.setLevel(level)
     # aiozk logs every reconnect attempt with a traceback; the session edges say it better.
     logging.getLogger("aiozk").setLevel(logging.CRITICAL)
+
+
+Processor = structlog.typing.Processor
+Rewriter = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
+
+
+def _chain(first: Rewriter, render: Processor) -> Processor:
+    """``render`` after ``first``: one renderer for structlog's lines and the stdlib's alike."""
+
+    def both(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+        return render(logger, method, first(logger, method, event_dict))
+
+    return both
+
+
+def level_of(t: Transition) -> str:
+    """The level of a transition's line: what an operator woken at night should look at.
+
+    ``error`` for the loop's own failures; ``warning`` for leadership lost other than on
+    request, for a session or node lost, and for a leader riding out a disconnection;
+    ``info`` for the rest.
+    """
+    if t.event in (Event.INTERNAL_ERROR, Event.FAILED):
+        return "error"
+    if t.event is Event.REVOKED:
+        return "info" if t.reason in REQUESTED_REVOCATIONS else "warning"
+    if t.event is Event.SESSION_LOST:
+        return "info" if t.reason is Reason.SESSION_CLOSED else "warning"
+    if t.event in (Event.NODE_LOST, Event.DISCONNECTED):
+        return "warning"
+    return "info"
 
 
 def get_logger(**initial: Any) -> Any:

@@ -193,10 +193,7 @@ class Daemon:
             if code is not None:
                 return code
             self.notifier.ready()
-            # From here on, an outage is never silent for long (still_disconnected).
-            OutageReporter(
-                self.election.session, self.log, interval_s=interval_for(self.config.session_timeout_s)
-            ).start()
+            self._report_outages()
             self._spawn(self._watchdog())
             await self._exit.wait()
             return self._exit_code
@@ -213,6 +210,14 @@ class Daemon:
         self.failure = f"not elected within {try_s:g} s (--try): the command did not run"
         self.log.warning(Event.NOT_ELECTED, reason=self.failure)
         self.request_exit(ExitCode.NOT_ELECTED)
+
+    def _report_outages(self) -> None:
+        """From here on, an outage is never silent for long (``still_disconnected``)."""
+        try:
+            session = self.election.session
+        except ElectionError:  # no session to watch
+            return
+        OutageReporter(session, self.log, interval_s=interval_for(self.config.session_timeout_s)).start()
 
     async def _join(self) -> int | None:
         try:

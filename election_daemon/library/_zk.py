@@ -511,6 +511,10 @@ async def _speaks_tls(host: str, port: int) -> bool:
     return True
 
 
+def _host_port(host: str, port: object) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _ignore_result(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
@@ -582,6 +586,17 @@ class ZooKeeper:
     def negotiated_timeout_s(self) -> float:
         """The session timeout the server granted (the requested one before the handshake)."""
         return float(self.client.session.timeout)
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """The servers the client tries, in turn, as ``host:port``."""
+        return tuple(_host_port(host, port) for host, port in self.client.session.hosts)
+
+    @property
+    def server(self) -> str | None:
+        """The server of the current (or last) connection, as ``host:port``; ``None`` before any."""
+        conn = getattr(self.client.session, "conn", None)
+        return _host_port(conn.host, conn.port) if conn is not None else None
 
     @property
     def started(self) -> bool:

@@ -70,9 +70,39 @@ class Transition:
     """The exception behind an ``internal_error`` event (not part of the log schema's keys)."""
     detail: str | None = None
     """Free text beside the reason: an error's message, a handover's target."""
+    # What an operator needs to read one line on its own. Each is ``None`` when unknown or
+    # when the event is not one it belongs to (see _EVENT_FIELDS for the keys an event always has).
+    previous_id: str | None = None
+    """``elected``: the identity of the previous term's leader (``None`` if there was none)."""
+    previous_token: int | None = None
+    """``elected``: the token of the previous term."""
+    previous_alive_at: float | None = None
+    """``elected``: the previous term's last proof of life that this participant can know, in
+    seconds since the epoch (wall clock; another host's clock when the previous leader said so
+    itself). When the previous leader crashed, this is before ZooKeeper expired its session, so
+    :attr:`failover_s` includes that wait."""
+    term_s: float | None = None
+    """``revoked``: how long the term that ends lasted."""
+    server: str | None = None
+    """``connected``, ``reconnected``: the server (``host:port``) the session is confirmed on."""
+    session_timeout_s: float | None = None
+    """``connected``, ``reconnected``: the session timeout the server negotiated."""
+    leader_id: str | None = None
+    """``joined``, ``resumed``: the identity of the current leader, as the queue shows it."""
+    target_id: str | None = None
+    """``deferred``: the identity of the participant stepped aside for."""
+
+    @property
+    def failover_s(self) -> float | None:
+        """``elected``: seconds from the previous term's last proof of life to this election."""
+        if self.previous_alive_at is None:
+            return None
+        # Clocks of two hosts: never report a negative failover for a skew.
+        return max(0.0, self.timestamp - self.previous_alive_at)
 
     def log_fields(self) -> dict[str, Any]:
-        """The fixed keys of the log schema (``timestamp`` is added by the logger), and ``detail``."""
+        """The fixed keys of the log schema (``timestamp`` is added by the logger), ``detail``,
+        and the event's own keys (``previous_id`` on ``elected``, ``term_s`` on ``revoked``, ...)."""
         fields: dict[str, Any] = {
             "event": self.event,
             "state": self.state.value,
@@ -87,4 +117,33 @@ class Transition:
         }
         if self.detail is not None:
             fields["detail"] = self.detail
+        extra: dict[str, Any] = {
+            "previous_id": self.previous_id,
+            "previous_token": self.previous_token,
+            "failover_s": _rounded(self.failover_s),
+            "term_s": _rounded(self.term_s),
+            "server": self.server,
+            "session_timeout_s": self.session_timeout_s,
+            "leader_id": self.leader_id,
+            "target_id": self.target_id,
+        }
+        always = _EVENT_FIELDS.get(self.event, ())
+        fields.update((k, v) for k, v in extra.items() if v is not None or k in always)
         return fields
+
+
+# The keys an event's line always has (``null`` when unknown), so that a query on them finds
+# every such line; other events carry them only when known.
+_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    Event.ELECTED: ("previous_id", "previous_token", "failover_s"),
+    Event.REVOKED: ("term_s",),
+    Event.CONNECTED: ("server", "session_timeout_s"),
+    Event.RECONNECTED: ("server", "session_timeout_s"),
+    Event.JOINED: ("leader_id",),
+    Event.RESUMED: ("leader_id",),
+    Event.DEFERRED: ("target_id",),
+}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)

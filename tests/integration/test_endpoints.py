@@ -128,10 +128,10 @@ async def test_every_endpoint_on_leader_and_follower(zk_hosts: str, zk_path: str
         for p in (p0, p1):
             code, text = await p.get("/metrics")
             assert code == 200
-            assert (
-                "election_is_leader",
-                frozenset({("path", zk_path), ("id", p.election.identity)}),
-            ) in samples(text)
+            found = samples(text)
+            assert ("election_daemon_is_leader", frozenset({("path", zk_path)})) in found
+            info = frozenset({("path", zk_path), ("id", p.election.identity)})
+            assert found["election_daemon_participant_info", info] == 1
             # HEAD answers like GET, without a body.
             for route in ROUTES:
                 get_code, _ = await p.get(route)
@@ -149,10 +149,10 @@ async def test_metrics_content_types(zk_hosts: str, zk_path: str) -> None:
         async with p0.http.get(p0.endpoints.url + "/metrics", headers={"Accept": accept}) as response:
             assert response.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
             open_metrics = samples(await response.text(), openmetrics=True)
-        labels = {"path": zk_path, "id": "p0"}
+        labels = {"path": zk_path}
         assert (
-            value(plain, "election_is_leader", **labels)
-            == value(open_metrics, "election_is_leader", **labels)
+            value(plain, "election_daemon_is_leader", **labels)
+            == value(open_metrics, "election_daemon_is_leader", **labels)
             == 1
         )
 
@@ -222,28 +222,32 @@ async def test_metrics_after_a_graceful_failover(zk_hosts: str, zk_path: str) ->
         code, text = await p1.get("/metrics")
         assert code == 200
         new = samples(text)
-        labels = {"path": zk_path, "id": "p1"}
-        assert value(new, "election_is_leader", **labels) == 1
-        assert value(new, "election_transitions_total", event="elected", **labels) == 1
-        assert value(new, "election_transitions_total", event="predecessor_gone", **labels) == 1
-        assert value(new, "election_terms_started_total", **labels) == 1
-        assert value(new, "election_failover_seconds_count", **labels) == 1
-        assert 0 < value(new, "election_failover_seconds_sum", **labels) < 1.0
-        assert value(new, "election_connection_state", state="connected", **labels) == 1
-        assert value(new, "election_connection_state", state="suspended", **labels) == 0
-        assert 0 < value(new, "election_lease_remaining_seconds", **labels) <= T
-        assert 0 <= value(new, "election_zookeeper_last_answer_age_seconds", **labels) < T
-        assert ("election_child_running", frozenset(labels.items())) not in new
+        labels = {"path": zk_path}
+        assert value(new, "election_daemon_is_leader", **labels) == 1
+        assert value(new, "election_daemon_transitions_total", event="elected", **labels) == 1
+        assert value(new, "election_daemon_transitions_total", event="predecessor_gone", **labels) == 1
+        assert value(new, "election_daemon_terms_started_total", **labels) == 1
+        assert value(new, "election_daemon_failover_seconds_count", **labels) == 1
+        assert 0 < value(new, "election_daemon_failover_seconds_sum", **labels) < 1.0
+        assert value(new, "election_daemon_connection_state", state="connected", **labels) == 1
+        assert value(new, "election_daemon_connection_state", state="suspended", **labels) == 0
+        assert 0 < value(new, "election_daemon_lease_remaining_seconds", **labels) <= T
+        assert 0 <= value(new, "election_daemon_zookeeper_last_answer_age_seconds", **labels) < T
+        assert ("election_daemon_command_running", frozenset(labels.items())) not in new
+        assert value(new, "election_daemon_term_token", **labels) == second.token
+        assert value(new, "election_daemon_term_start_timestamp_seconds", **labels) == second.started_at
+        assert value(new, "election_daemon_session_timeout_seconds", **labels) == T
 
         code, text = await p0.get("/metrics")
         old = samples(text)
-        labels = {"path": zk_path, "id": "p0"}
-        assert value(old, "election_is_leader", **labels) == 0
-        assert value(old, "election_transitions_total", event="elected", **labels) == 1
-        assert value(old, "election_transitions_total", event="revoked", **labels) == 1
-        assert value(old, "election_terms_started_total", **labels) == 1
-        assert value(old, "election_failover_seconds_count", **labels) == 0
-        assert value(old, "election_connection_state", state="closed", **labels) == 1
+        labels = {"path": zk_path}
+        assert value(old, "election_daemon_is_leader", **labels) == 0
+        assert value(old, "election_daemon_transitions_total", event="elected", **labels) == 1
+        assert value(old, "election_daemon_transitions_total", event="revoked", **labels) == 1
+        assert value(old, "election_daemon_terms_started_total", **labels) == 1
+        assert value(old, "election_daemon_failover_seconds_count", **labels) == 0
+        assert value(old, "election_daemon_connection_state", state="closed", **labels) == 1
+        assert ("election_daemon_term_token", frozenset(labels.items())) not in old
 
 
 async def test_a_lone_participant_that_resigns_counts_a_new_term_and_a_failover(
@@ -255,11 +259,11 @@ async def test_a_lone_participant_that_resigns_counts_a_new_term_and_a_failover(
         second = await p0.election.wait_for_leadership(10)
         assert second.token > first.token
         found = samples((await p0.get("/metrics"))[1])
-        labels = {"path": zk_path, "id": "p0"}
-        assert value(found, "election_transitions_total", event="elected", **labels) == 2
-        assert value(found, "election_transitions_total", event="revoked", **labels) == 1
-        assert value(found, "election_terms_started_total", **labels) == 2
-        assert value(found, "election_failover_seconds_count", **labels) == 1
+        labels = {"path": zk_path}
+        assert value(found, "election_daemon_transitions_total", event="elected", **labels) == 2
+        assert value(found, "election_daemon_transitions_total", event="revoked", **labels) == 1
+        assert value(found, "election_daemon_terms_started_total", **labels) == 2
+        assert value(found, "election_daemon_failover_seconds_count", **labels) == 1
 
 
 async def test_a_port_in_use_is_a_clear_error(zk_hosts: str, zk_path: str) -> None:

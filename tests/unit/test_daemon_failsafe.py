@@ -136,7 +136,10 @@ class NoMetrics:
     def __init__(self, *_args: Any, **_kwargs: Any) -> None:
         self.registry = None
 
-    def child_started(self) -> None:
+    def command_started(self) -> None:
+        pass
+
+    def command_exited(self, *_args: Any, **_kwargs: Any) -> None:
         pass
 
 
