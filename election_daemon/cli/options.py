@@ -286,7 +286,38 @@ OPTIONS: tuple[Option, ...] = (
         "log format (default json when stdout is not a terminal, console otherwise)",
     ),
     Option("on-elected", Kind.TEXT, "CMD", "shell command to run when leadership starts"),
-    Option("on-revoked", Kind.TEXT, "CMD", "shell command to run when leadership ends"),
+    Option(
+        "on-revoked",
+        Kind.TEXT,
+        "CMD",
+        "shell command to run when leadership ends, once COMMAND's process group is gone",
+    ),
+    Option(
+        "on-change",
+        Kind.TEXT,
+        "CMD",
+        "shell command to run for every transition (ELECTION_EVENT, ELECTION_STATE, ELECTION_REASON)",
+    ),
+    Option(
+        "child-output",
+        Kind.TEXT,
+        "inherit|stderr|log",
+        "where COMMAND's stdout and stderr go: the daemon's, its stderr, or child_output log lines "
+        "(default log with JSON logs, inherit with console logs)",
+    ),
+    Option(
+        "try",
+        Kind.SECONDS,
+        "SECONDS",
+        "exit with code 11, without running COMMAND, if not elected within this",
+        field="try_s",
+    ),
+    Option(
+        "once",
+        Kind.BOOL,
+        "",
+        "run COMMAND once as leader, then resign and exit with its status (needs COMMAND)",
+    ),
     Option(
         "hook-timeout",
         Kind.SECONDS,

@@ -22,7 +22,7 @@ from election_daemon.cli.options import (
     guarded,
     load,
 )
-from election_daemon.daemon.config import ChildExitPolicy, DaemonConfig, JSONValue, LogFormat
+from election_daemon.daemon.config import ChildExitPolicy, ChildOutput, DaemonConfig, JSONValue, LogFormat
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.daemon.hooks import HookRunner
 from election_daemon.daemon.lifeline import Lifeline
@@ -56,9 +56,13 @@ DAEMON = Command(
         "kill-grace",
         "on-child-exit",
         "exit-on-loss",
+        "once",
+        "try",
+        "child-output",
         "log-format",
         "on-elected",
         "on-revoked",
+        "on-change",
         "hook-timeout",
         "http",
         "priority",
@@ -101,6 +105,8 @@ def load_daemon_config(argv: Sequence[str], environ: Mapping[str, str]) -> Daemo
             values["on_child_exit"] = choice("--on-child-exit", ChildExitPolicy, values["on_child_exit"])
         if "log_format" in values:
             values["log_format"] = choice("--log-format", LogFormat, values["log_format"])
+        if "child_output" in values:
+            values["child_output"] = choice("--child-output", ChildOutput, values["child_output"])
         if "recipe" in values:
             values["recipe"] = our_recipe(values["recipe"], "--recipe")
         if "tls_no_verify_hostname" in values:
@@ -140,7 +146,7 @@ def run_daemon(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     # Forked before the event loop or any thread exists: the guardian must inherit no locks.
     lifeline = Lifeline.spawn() if config.command else None
     try:
-        return _run(config, str(log_format), lifeline)
+        return _run(config, log_format, lifeline)
     finally:
         if lifeline is not None:
             lifeline.close()
@@ -157,7 +163,7 @@ def _load_or_exit(argv: Sequence[str], environ: Mapping[str, str]) -> DaemonConf
     return loaded[0] if loaded else code
 
 
-def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> int:
+def _run(config: DaemonConfig, log_format: LogFormat, lifeline: Lifeline | None) -> int:
     log = get_logger()
 
     def log_bug(exc: BaseException) -> str:
@@ -175,6 +181,7 @@ def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> in
                 log=log,
                 lifeline=lifeline,
                 environment=environment,
+                output=config.child_output_for(log_format),
             )
         hooks = HookRunner(timeout_s=config.hook_timeout_s, log=log, environment=environment)
         daemon = Daemon(
@@ -183,8 +190,9 @@ def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> in
             notifier=SystemdNotifier.from_environment(log=log),
             supervisor=supervisor,
             hooks=hooks,
+            lifeline=lifeline,
         )
-        configure_logging(log_format, context=daemon.log_context)
+        configure_logging(str(log_format), context=daemon.log_context)
         code = asyncio.run(daemon.run())
         if code in (
             ExitCode.USAGE,
@@ -193,6 +201,7 @@ def _run(config: DaemonConfig, log_format: str, lifeline: Lifeline | None) -> in
             ExitCode.COMMAND_FAILED,
             ExitCode.ELECTION_FAILED,
             ExitCode.TLS_FAILED,
+            ExitCode.NOT_ELECTED,
         ):
             error(daemon.failure or ExitCode(code).name.lower())
         return code

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from election_daemon.daemon.childoutput import ChildOutput
 from election_daemon.errors import ConfigError
 from election_daemon.library import payload
 from election_daemon.library.acl import ElectionACL, check_acl
@@ -38,6 +39,7 @@ __all__ = [
     "ESSENTIAL_ENV",
     "MAX_DATA_BYTES",
     "ChildExitPolicy",
+    "ChildOutput",
     "DaemonConfig",
     "JSONValue",
     "LogFormat",
@@ -55,6 +57,7 @@ every ``LC_*``), besides the ``ELECTION_*`` variables of the term and ``--pass-e
 
 _KILL_GRACE_RANGE_S = (0.001, 3600.0)
 _HOOK_TIMEOUT_RANGE_S = (0.1, 3600.0)
+_TRY_RANGE_S = (0.001, 604800.0)
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -155,7 +158,23 @@ class DaemonConfig:
     """Shell command run when leadership starts."""
 
     on_revoked: str | None = None
-    """Shell command run when leadership ends."""
+    """Shell command run when leadership ends, once the command's process group is gone."""
+
+    on_change: str | None = None
+    """Shell command run for every transition of the election (suspension included), after
+    ``on_elected`` or ``on_revoked``."""
+
+    child_output: ChildOutput | None = None
+    """Where the command's stdout and stderr go; ``None`` means ``log`` with JSON logs and
+    ``inherit`` with console logs (see :meth:`child_output_for`)."""
+
+    try_s: float | None = None
+    """Exit with code 11 (``NOT_ELECTED``), without running the command, if not elected within
+    this many seconds of starting (``--try``); ``None`` waits for ever."""
+
+    once: bool = False
+    """Run the command once as leader, then resign and exit with its status; any end of
+    leadership before it exits ends the daemon too (code 6)."""
 
     hook_timeout_s: float = 10.0
     """How long a hook command may run before it is killed."""
@@ -243,6 +262,12 @@ class DaemonConfig:
                 )
         _check_shell_command("--on-elected", self.on_elected)
         _check_shell_command("--on-revoked", self.on_revoked)
+        _check_shell_command("--on-change", self.on_change)
+        on_child_exit = _check_run_once(
+            self.once, self.command, choice("--on-child-exit", ChildExitPolicy, self.on_child_exit)
+        )
+        if self.try_s is not None:
+            check_seconds("--try", self.try_s, _TRY_RANGE_S)
         check_seconds("--hook-timeout", self.hook_timeout_s, _HOOK_TIMEOUT_RANGE_S)
         _check_command(self.command)
         if self.http_address is not None:
@@ -261,7 +286,10 @@ class DaemonConfig:
         resolved: dict[str, object] = {
             "recipe": recipe,
             "pass_env": pass_env,
-            "on_child_exit": choice("--on-child-exit", ChildExitPolicy, self.on_child_exit),
+            "on_child_exit": on_child_exit,
+            "child_output": None
+            if self.child_output is None
+            else choice("--child-output", ChildOutput, self.child_output),
             "log_format": None
             if self.log_format is None
             else choice("--log-format", LogFormat, self.log_format),
@@ -276,6 +304,14 @@ class DaemonConfig:
         }
         for name, value in resolved.items():
             object.__setattr__(self, name, value)
+
+    def child_output_for(self, log_format: LogFormat) -> ChildOutput:
+        """Where the command's output goes with logs in ``log_format``: as configured, or by
+        default ``log`` for JSON (stdout stays JSON lines: ``journalctl -o cat | jq`` reads it,
+        and journald takes stderr into the same journal) and ``inherit`` for a console."""
+        if self.child_output is not None:
+            return self.child_output
+        return ChildOutput.LOG if log_format is LogFormat.JSON else ChildOutput.INHERIT
 
     def child_environment(self, environ: Mapping[str, str]) -> dict[str, str] | None:
         """What the command and hooks start from, before the term's ``ELECTION_*`` variables:
@@ -307,6 +343,15 @@ def _check_shell_command(flag: str, command: str | None) -> None:
         raise ConfigError(flag, f"must not be blank, got {show(command)}")
     if "\0" in command:
         raise ConfigError(flag, f"must not contain NUL, got {show(command)}")
+
+
+def _check_run_once(once: bool, command: tuple[str, ...], on_child_exit: ChildExitPolicy) -> ChildExitPolicy:
+    """``on_child_exit``, if it agrees with ``--once`` (which needs a command and exits with its status)."""
+    if once and not command:
+        raise ConfigError("--once", "needs a command to run: give it after '--'")
+    if once and on_child_exit is not ChildExitPolicy.EXIT:
+        raise ConfigError("--once", "exits with the command's status: not with --on-child-exit rejoin")
+    return on_child_exit
 
 
 def _check_command(command: tuple[str, ...]) -> None:

@@ -1,9 +1,14 @@
-"""The daemon's HTTP endpoints: health and leadership checks for load balancers, status and metrics.
+"""The daemon's HTTP endpoints: probes for orchestrators and load balancers, status and metrics.
 
 Served by aiohttp on the daemon's own event loop; no handler blocks it.
 
-- ``GET /health``: 200 while the ZooKeeper session is connected with a valid lease, else 503.
+- ``GET /liveness``: 200 while the process is healthy: its event loop answers (this very
+  request) and its election has not failed for good. ZooKeeper's state does not count: a
+  Kubernetes liveness probe here does not restart every pod during a ZooKeeper outage.
+- ``GET /readiness`` (and ``GET /health``, its older name): 200 while the ZooKeeper session is
+  connected with a valid lease, else 503.
 - ``GET /leader``: 200 while this participant leads (lease checked now), else 503.
+- ``GET /follower``: 200 while ready and not leading, else 503.
 - ``GET /status``: this participant's view as JSON, including who leads according to ZooKeeper.
 - ``GET /metrics``: the Prometheus metrics, in the format the scraper's ``Accept`` asks for.
 
@@ -96,8 +101,11 @@ async def start_endpoints(
     """
     routes = _Routes(view)
     app = web.Application()
-    app.router.add_get("/health", routes.health)
+    app.router.add_get("/liveness", routes.liveness)
+    app.router.add_get("/readiness", routes.readiness)
+    app.router.add_get("/health", routes.readiness)
     app.router.add_get("/leader", routes.leader)
+    app.router.add_get("/follower", routes.follower)
     app.router.add_get("/status", routes.status)
     app.router.add_get("/metrics", routes.metrics)
     # No access log: load balancers poll every second or so, and the daemon logs transitions.
@@ -125,10 +133,22 @@ class _Routes:
         self._view = view
         self._status_lookups = 0
 
-    async def health(self, _request: web.Request) -> web.Response:
+    async def liveness(self, _request: web.Request) -> web.Response:
+        election = self._view.election
+        alive = election.failure is None
+        return _json({"alive": alive, "state": election.state.value}, ok=alive)
+
+    async def readiness(self, _request: web.Request) -> web.Response:
         session = _session(self._view.election)
         healthy = session is not None and session.is_connected()
         return _json({"healthy": healthy, "session": session.state.value if session else None}, ok=healthy)
+
+    async def follower(self, _request: web.Request) -> web.Response:
+        election = self._view.election
+        session = _session(election)
+        healthy = session is not None and session.is_connected()
+        following = healthy and not election.is_leader
+        return _json({"follower": following, "healthy": healthy, "state": election.state.value}, ok=following)
 
     async def leader(self, _request: web.Request) -> web.Response:
         election = self._view.election

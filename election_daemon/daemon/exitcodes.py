@@ -61,6 +61,13 @@ class ExitCode(enum.IntEnum):
             "plain port or the reverse"
         ),
     )
+    NOT_ELECTED = (
+        11,
+        (
+            "--try SECONDS passed without this participant being elected: the command did not run "
+            "(another participant leads, or ZooKeeper was not reached in time)"
+        ),
+    )
 
 
 _CHILD_STATUS_NOTE = (

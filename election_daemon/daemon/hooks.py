@@ -5,7 +5,10 @@ extra environment variables, its output captured (the last 4 KiB of each stream)
 one ``hook_finished`` event, and the whole group SIGKILLed at the timeout. It never raises for a
 failing hook. :class:`HookRunner` queues hooks and runs them one at a time, in submission order,
 so that hooks of consecutive transitions never overtake each other, while the caller (the
-daemon's revocation path) never waits for any of them.
+daemon's revocation path) never waits for any of them. A hook may wait for something first
+(``after``: a revocation's hooks wait until the command's process group is gone), and every
+hook submitted after it waits too. :func:`transition_environment` is what a hook learns of its
+transition.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 
 from election_daemon.daemon.eventlog import EventLog
 from election_daemon.errors import ConfigError
 from election_daemon.library.events import Event
+from election_daemon.library.transitions import Transition
 
-__all__ = ["HookResult", "HookRunner", "run_hook"]
+__all__ = ["HookResult", "HookRunner", "previous_leader", "run_hook", "transition_environment"]
 
 _OUTPUT_TAIL_BYTES = 4096
 # After the timeout's SIGKILL: how long to wait for the shell's exit and end-of-output before
@@ -172,11 +176,37 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def transition_environment(transition: Transition) -> dict[str, str]:
+    """The variables a hook gets for ``transition``, beside the term's ``ELECTION_*`` ones
+    (one notify script can handle every transition, as keepalived's ``notify`` does)."""
+    return {
+        "ELECTION_EVENT": str(transition.event),
+        "ELECTION_STATE": transition.state.value,
+        "ELECTION_REASON": "" if transition.reason is None else str(transition.reason),
+        "ELECTION_PREVIOUS_LEADER": previous_leader(transition),
+    }
+
+
+def previous_leader(transition: Transition) -> str:
+    """The identity of the leader before this transition's term, if the election knows it; else "".
+
+    The one place that reads it: transitions do not carry it yet (published terms will), so
+    ``ELECTION_PREVIOUS_LEADER`` is empty until a ``previous_leader`` attribute (an identity, or
+    an object with ``identity`` or ``id``) appears on :class:`Transition`.
+    """
+    known = getattr(transition, "previous_leader", None)
+    for value in (known, getattr(known, "identity", None), getattr(known, "id", None)):
+        if isinstance(value, str):
+            return value
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class _Request:
     name: str
     command: str
     env: Mapping[str, str]
+    after: Awaitable[object] | None
 
 
 class HookRunner:
@@ -217,10 +247,14 @@ class HookRunner:
         """Hooks submitted and not yet finished, the running one included."""
         return self._queue.qsize() + (self._current is not None)
 
-    def submit(self, name: str, command: str, env: Mapping[str, str]) -> None:
+    def submit(
+        self, name: str, command: str, env: Mapping[str, str], *, after: Awaitable[object] | None = None
+    ) -> None:
         """Queue ``command`` to run after every hook submitted before it; returns at once.
 
-        Call it from the event loop's thread. Ignored (and logged) after :meth:`close`.
+        With ``after``, the hook also waits for it to be done (its outcome does not matter), and
+        so does every hook submitted later. Call it from the event loop's thread. Ignored (and
+        logged) after :meth:`close`.
         """
         if self._closed:
             self._log.warning(Event.HOOK_DROPPED, name=name, reason="hook runner closed")
@@ -229,7 +263,7 @@ class HookRunner:
             dropped = self._queue.get_nowait()
             self._queue.task_done()
             self._log.warning(Event.HOOK_DROPPED, name=dropped.name, reason="too many hooks pending")
-        self._queue.put_nowait(_Request(name, command, dict(env)))
+        self._queue.put_nowait(_Request(name, command, dict(env), after))
         if self._worker is None:
             self._worker = asyncio.create_task(self._work())
 
@@ -256,6 +290,9 @@ class HookRunner:
         while True:
             request = self._current = await self._queue.get()
             try:
+                if request.after is not None:
+                    # asyncio.wait: cancelling this worker must not cancel what it waits for.
+                    await asyncio.wait([asyncio.ensure_future(request.after)])
                 await run_hook(
                     request.command,
                     env=request.env,

@@ -14,6 +14,7 @@ Linux only (pidfd, prctl, /proc).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import math
@@ -22,11 +23,12 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from election_daemon import _processes
 from election_daemon._processes import parent_death_prefix
+from election_daemon.daemon.childoutput import ChildOutput, OrderedLog, OutputPipe
 from election_daemon.daemon.eventlog import EventLog
 from election_daemon.daemon.lifeline import Lifeline, set_parent_death_signal
 from election_daemon.errors import ChildError, ConfigError
@@ -43,6 +45,9 @@ _GROUP_POLL_MAX_S = 0.05
 # The exit status of a child that found its parent (the daemon) already dead before the
 # parent-death signal was armed, like a shell's status for SIGKILL.
 _ORPHANED_STATUS = 128 + signal.SIGKILL
+
+# The daemon's own stderr, whatever Python's sys.stderr was replaced by.
+_STDERR_FD = 2
 
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
 """Errors that say the system (or this process) is out of something for now (file descriptors,
@@ -92,6 +97,8 @@ class _Child:
         self.stop_requested = False
         self.stop_task: asyncio.Task[ChildExit] | None = None
         self.group_released = False
+        self.pipes: list[OutputPipe] = []
+        """Its output pipes in ``log`` mode, read until its group is gone."""
 
 
 class ChildSupervisor:
@@ -106,6 +113,9 @@ class ChildSupervisor:
         child's process group behind, not only the child itself.
     :param environment: what the child's environment starts from, before :meth:`start`'s
         ``env``; ``None`` for the daemon's whole environment as it is at each start.
+    :param output: where the child's stdout and stderr go (:class:`ChildOutput`); in ``log``
+        mode, ``log`` gets them as ``child_output`` lines, and the supervisor's own events wait
+        behind the lines before them.
     :raises ConfigError: on an empty command or a non-positive grace (``field`` names which).
     :raises ChildError: if the program cannot be found or executed.
 
@@ -122,6 +132,7 @@ class ChildSupervisor:
         log: EventLog,
         lifeline: Lifeline | None = None,
         environment: Mapping[str, str] | None = None,
+        output: ChildOutput = ChildOutput.INHERIT,
     ) -> None:
         if not command or not command[0]:
             raise ConfigError("command", "must name a program")
@@ -129,7 +140,8 @@ class ChildSupervisor:
             raise ConfigError("kill_grace_s", f"must be a positive number of seconds, got {kill_grace_s!r}")
         self._command = tuple(command)
         self._kill_grace_s = float(kill_grace_s)
-        self._log = log
+        self._log = OrderedLog(log)
+        self._output = ChildOutput(output)
         self._lifeline = lifeline
         self._environment = None if environment is None else dict(environment)
         self._executable = self.check_command()
@@ -174,12 +186,13 @@ class ChildSupervisor:
         """The current or last child's process group id: its pid, since it leads a new session."""
         return self.pid
 
-    async def start(self, env: Mapping[str, str]) -> int:
+    async def start(self, env: Mapping[str, str], *, log_fields: Mapping[str, object] | None = None) -> int:
         """Start the command with ``env`` over the daemon's environment (or the ``environment``
         given at construction); return its pid.
 
-        stdin is ``/dev/null``; stdout and stderr are the daemon's. Returns as soon as the
-        program has been executed (well under a few milliseconds).
+        stdin is ``/dev/null``; stdout and stderr go where ``output`` says. ``log_fields`` (the
+        term's token) are added to its ``child_output`` lines, which may be logged after the term
+        ended. Returns as soon as the program has been executed (well under a few milliseconds).
 
         :raises ChildError: if the previous child or any process of its group is still alive,
             or if the program cannot be executed.
@@ -201,15 +214,19 @@ class ChildSupervisor:
         # Synchronous on purpose, from fork until the child is known to the reaper and to the
         # lifeline: with no await in between, a cancelled caller cannot orphan it. Spawning takes
         # a fraction of a millisecond (vfork, exec), less than asyncio's subprocess plumbing.
+        readers: list[int] = []
         try:
-            popen = subprocess.Popen(  # noqa: ASYNC220
-                [*(prefix or ()), self._executable, *self._command[1:]],
-                env={**base, **env},
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                # Only without setpriv: see parent_death_prefix for why it is avoided.
-                preexec_fn=None if prefix else functools.partial(_die_with_parent, os.getpid()),  # noqa: PLW1509
-            )
+            with _output_pipes(self._output) as (stdout, stderr, readers):
+                popen = subprocess.Popen(  # noqa: ASYNC220
+                    [*(prefix or ()), self._executable, *self._command[1:]],
+                    env={**base, **env},
+                    stdin=subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                    start_new_session=True,
+                    # Only without setpriv: see parent_death_prefix for why it is avoided.
+                    preexec_fn=None if prefix else functools.partial(_die_with_parent, os.getpid()),  # noqa: PLW1509
+                )
         except OSError as exc:
             if exc.errno in RESOURCE_ERRNOS:
                 raise ChildResourceError(
@@ -219,6 +236,7 @@ class ChildSupervisor:
         try:
             pidfd = os.pidfd_open(popen.pid)
         except OSError as exc:
+            _close_all(readers)
             _kill_unwatched(popen)
             if exc.errno in RESOURCE_ERRNOS:
                 raise ChildResourceError(
@@ -234,10 +252,16 @@ class ChildSupervisor:
                 self._lifeline.register(child.pid)
             except ChildError:
                 os.close(pidfd)
+                _close_all(readers)
                 _kill_unwatched(popen)
                 raise
         loop.add_reader(pidfd, self._on_exit, child, pidfd)
         self._child = child
+        fields = {"pid": child.pid, **(log_fields or {})}
+        child.pipes = [
+            OutputPipe(fd, stream, self._log, fields)
+            for fd, stream in zip(readers, ("stdout", "stderr")[: len(readers)], strict=True)
+        ]
         self._log.info(
             Event.CHILD_STARTED,
             pid=child.pid,
@@ -303,6 +327,8 @@ class ChildSupervisor:
             escalated=escalated,
             duration_s=round(time.monotonic() - started, 6),
         )
+        # Stopped means told, too: the command's last lines are in the log before this returns.
+        await self._log.flushed()
         return result
 
     async def _signal_and_wait(
@@ -338,6 +364,9 @@ class ChildSupervisor:
         os.close(pidfd)
         # The pidfd is readable once the child is a zombie, so this wait does not block.
         returncode = child.popen.wait()
+        # What it wrote before it exited is logged before its exit.
+        for pipe in child.pipes:
+            pipe.drain()
         result = ChildExit(pid=child.pid, returncode=returncode, stopped_by_us=child.stop_requested)
         child.exited.set_result(result)
         group_alive = process_group_alive(child.pid)
@@ -359,6 +388,9 @@ class ChildSupervisor:
         if child.group_released:
             return
         child.group_released = True
+        # Nothing of the group is left to write (a process that left it loses its pipe).
+        for pipe in child.pipes:
+            pipe.close()
         if self._lifeline is not None:
             try:
                 self._lifeline.unregister(child.pid)
@@ -373,6 +405,41 @@ def process_group_alive(pgid: int) -> bool:
 
 
 _process_groups_and_states = _processes.process_groups_and_states
+
+
+@contextlib.contextmanager
+def _output_pipes(output: ChildOutput) -> Iterator[tuple[int | None, int | None, list[int]]]:
+    """The child's stdout and stderr for ``output``, and the read ends to log (``log`` mode).
+
+    The write ends are the child's alone: closed here once it has them (or failed to start);
+    the read ends are closed too if starting fails.
+    """
+    if output is ChildOutput.INHERIT:
+        yield None, None, []
+        return
+    if output is ChildOutput.STDERR:
+        yield _STDERR_FD, None, []
+        return
+    readers: list[int] = []
+    writers: list[int] = []
+    try:
+        for _ in range(2):
+            read_end, write_end = os.pipe()
+            readers.append(read_end)
+            writers.append(write_end)
+        yield writers[0], writers[1], readers
+    except BaseException:
+        _close_all(readers)
+        raise
+    finally:
+        _close_all(writers)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()
 
 
 def _kill_unwatched(popen: subprocess.Popen[bytes]) -> None:

@@ -14,6 +14,7 @@ from election_daemon.cli.run import build_daemon_parser, load_daemon_config
 from election_daemon.daemon.config import (
     MAX_DATA_BYTES,
     ChildExitPolicy,
+    ChildOutput,
     DaemonConfig,
     LogFormat,
 )
@@ -133,6 +134,17 @@ PRECEDENCE = [
         (LogFormat.CONSOLE, LogFormat.JSON, LogFormat.CONSOLE),
     ),
     Precedence("--on-elected", 'on-elected = "f"', "e", "c", "on_elected", None, ("f", "e", "c")),
+    Precedence("--on-change", 'on-change = "f"', "e", "c", "on_change", None, ("f", "e", "c")),
+    Precedence(
+        "--child-output",
+        'child-output = "stderr"',
+        "log",
+        "inherit",
+        "child_output",
+        None,
+        (ChildOutput.STDERR, ChildOutput.LOG, ChildOutput.INHERIT),
+    ),
+    Precedence("--try", "try = 5", "2.5", "0.25", "try_s", None, (5.0, 2.5, 0.25)),
     Precedence("--priority", "priority = 1", "2", "3", "priority", 0, (1, 2, 3)),
     Precedence(
         "--http",
@@ -217,6 +229,10 @@ def test_every_option_from_file(tmp_path: Path) -> None:
         log-format = "json"
         on-elected = "echo up"
         on_revoked = "echo down"
+        on-change = "echo changed"
+        child-output = "stderr"
+        once = false
+        try = 9
         hook-timeout = 2.5
         http = "0.0.0.0:9100"
         priority = -5
@@ -237,6 +253,10 @@ def test_every_option_from_file(tmp_path: Path) -> None:
     assert config.log_format is LogFormat.JSON
     assert config.on_elected == "echo up"
     assert config.on_revoked == "echo down"
+    assert config.on_change == "echo changed"
+    assert config.child_output is ChildOutput.STDERR
+    assert config.once is False  # true would contradict on-child-exit = "rejoin"
+    assert config.try_s == 9.0
     assert config.hook_timeout_s == 2.5
     assert config.http_address == ("0.0.0.0", 9100)
     assert config.priority == -5
@@ -452,6 +472,21 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"log_format": "xml"}, "--log-format", "must be one of 'json', 'console', got 'xml'"),
     ({"on_elected": "  "}, "--on-elected", "must not be blank, got '  '"),
     ({"on_revoked": "a\0b"}, "--on-revoked", "must not contain NUL"),
+    ({"on_change": ""}, "--on-change", "must not be blank"),
+    (
+        {"child_output": "journal"},
+        "--child-output",
+        "must be one of 'inherit', 'stderr', 'log', got 'journal'",
+    ),
+    ({"try_s": 0.0}, "--try", "must be between 0.001 and 604800 seconds, got 0.0"),
+    ({"try_s": -3.0}, "--try", "got -3.0"),
+    ({"try_s": float("inf")}, "--try", "got inf"),
+    ({"once": True}, "--once", "needs a command to run: give it after '--'"),
+    (
+        {"once": True, "command": ("true",), "on_child_exit": "rejoin"},
+        "--once",
+        "not with --on-child-exit rejoin",
+    ),
     ({"command": ("",)}, "command", "program name must not be empty"),
     ({"command": ("sh", "a\0")}, "command", "must not contain NUL, got 'a\\x00'"),
     ({"http": "localhost"}, "--http", "missing port in 'localhost'; expected HOST:PORT"),
@@ -475,6 +510,49 @@ def test_invalid_values_name_the_field_and_value(
     assert caught.value.message[0].islower()
     assert str(caught.value) == f"{field}: {caught.value.message}"
     assert_one_line(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "field", "fragment"),
+    [
+        (["--try", "0"], {}, "--try", "must be between 0.001 and 604800 seconds, got 0.0"),
+        (["--try", "soon"], {}, "--try", "must be a number of seconds, got 'soon'"),
+        ([], {"ELECTION_DAEMON_TRY": "-1"}, "--try", "(from ELECTION_DAEMON_TRY)"),
+        (["--once"], {}, "--once", "needs a command"),
+        ([], {"ELECTION_DAEMON_ONCE": "yes"}, "--once", "needs a command"),
+        (["--child-output", "file"], {}, "--child-output", "must be one of 'inherit', 'stderr', 'log'"),
+    ],
+)
+def test_run_mode_errors_from_flags_and_environment(
+    argv: list[str], environ: dict[str, str], field: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(argv, environ)
+    assert caught.value.field == field
+    assert fragment in caught.value.message
+
+
+def test_once_and_try_together() -> None:
+    config = load(["--once", "--try", "30", "--", "backup.sh"])
+    assert (config.once, config.try_s, config.command) == (True, 30.0, ("backup.sh",))
+    assert config.on_child_exit is ChildExitPolicy.EXIT
+    assert load(["--try", "1"]).command == (), "--try needs no command: hooks alone may run"
+
+
+@pytest.mark.parametrize(
+    ("configured", "log_format", "effective"),
+    [
+        (None, LogFormat.JSON, ChildOutput.LOG),
+        (None, LogFormat.CONSOLE, ChildOutput.INHERIT),
+        (ChildOutput.INHERIT, LogFormat.JSON, ChildOutput.INHERIT),
+        (ChildOutput.STDERR, LogFormat.JSON, ChildOutput.STDERR),
+        (ChildOutput.LOG, LogFormat.CONSOLE, ChildOutput.LOG),
+    ],
+)
+def test_child_output_defaults_to_keeping_json_stdout_clean(
+    configured: ChildOutput | None, log_format: LogFormat, effective: ChildOutput
+) -> None:
+    assert make(child_output=configured).child_output_for(log_format) is effective
 
 
 def test_long_values_are_truncated_in_messages() -> None:
@@ -720,6 +798,7 @@ def test_exit_code_values_are_the_documented_ones() -> None:
         "OPERATION_FAILED": 8,
         "ELECTION_FAILED": 9,
         "TLS_FAILED": 10,
+        "NOT_ELECTED": 11,
     }
     assert ExitCode(3) is ExitCode.ZK_UNREACHABLE
     assert all(code.__doc__ for code in ExitCode)

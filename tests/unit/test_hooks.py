@@ -7,6 +7,7 @@ import shlex
 import signal
 import time
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ import pytest
 from _processes import SOON_S, dead, until
 from structlog.testing import LogCapture
 
-from election_daemon.daemon.hooks import HookRunner, run_hook
+from election_daemon.daemon.hooks import HookRunner, previous_leader, run_hook, transition_environment
 from election_daemon.errors import ConfigError
+from election_daemon.library.events import Event, Reason
+from election_daemon.library.transitions import ElectionState, Transition
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -151,3 +154,78 @@ async def test_cancelling_close_kills_the_running_hook(
     with pytest.raises(asyncio.CancelledError):
         await closing
     await until(lambda: dead(pid), "the hook's shell to be killed")
+
+
+# -- what a hook learns of its transition, and the order revocations impose -------------------
+
+
+def transition(**overrides: Any) -> Transition:
+    fields: dict[str, Any] = {
+        "event": Event.REVOKED,
+        "state": ElectionState.SUSPENDED,
+        "previous_state": ElectionState.LEADING,
+        "reason": Reason.LEASE_EXPIRED,
+        "path": "/p",
+        "id": "me",
+        "node": "/p/n",
+        "token": 7,
+        "session_id": 1,
+        "timestamp": 0.0,
+        "monotonic_s": 0.0,
+        **overrides,
+    }
+    return Transition(**fields)
+
+
+def test_a_hook_learns_the_event_state_and_reason() -> None:
+    assert transition_environment(transition()) == {
+        "ELECTION_EVENT": "revoked",
+        "ELECTION_STATE": "suspended",
+        "ELECTION_REASON": "lease_expired",
+        "ELECTION_PREVIOUS_LEADER": "",
+    }
+    elected = transition(event=Event.ELECTED, state=ElectionState.LEADING, reason=None)
+    assert transition_environment(elected)["ELECTION_REASON"] == ""
+
+
+def test_the_previous_leader_is_read_in_one_place() -> None:
+    @dataclass
+    class Published:
+        identity: str
+
+    @dataclass
+    class WithPrevious:
+        previous_leader: object
+
+    assert previous_leader(transition()) == ""
+    assert previous_leader(WithPrevious("billing-b")) == "billing-b"  # type: ignore[arg-type]
+    assert previous_leader(WithPrevious(Published("billing-c"))) == "billing-c"  # type: ignore[arg-type]
+    assert previous_leader(WithPrevious(None)) == ""  # type: ignore[arg-type]
+
+
+async def test_a_hook_waits_for_its_gate_and_every_later_hook_waits_too(tmp_path: Path, log: Any) -> None:
+    journal = tmp_path / "journal"
+    append = f">> {shlex.quote(str(journal))}"
+    runner = HookRunner(timeout_s=SOON_S, log=log)
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    runner.submit("elected", f"echo elected {append}", {})
+    runner.submit("revoked", f"echo revoked {append}", {}, after=gate)
+    runner.submit("change", f"echo change {append}", {})
+    await until(lambda: journal.exists() and journal.read_text() == "elected\n", "the first hook")
+    await asyncio.sleep(0.3)
+    assert journal.read_text() == "elected\n", "a gated hook, or one after it, ran before its gate"
+    assert runner.pending == 2
+    gate.set_result(None)
+    await asyncio.wait_for(runner.join(), SOON_S)
+    assert journal.read_text().split() == ["elected", "revoked", "change"]
+    await runner.close()
+
+
+async def test_a_failed_gate_still_lets_the_hook_run(tmp_path: Path, log: Any) -> None:
+    journal = tmp_path / "journal"
+    runner = HookRunner(timeout_s=SOON_S, log=log)
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    runner.submit("revoked", f"echo revoked >> {shlex.quote(str(journal))}", {}, after=gate)
+    gate.set_exception(RuntimeError("the group survived SIGKILL"))
+    await asyncio.wait_for(runner.close(), SOON_S)
+    assert journal.read_text() == "revoked\n"
