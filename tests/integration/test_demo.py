@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import pty
 import re
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -168,3 +173,49 @@ async def test_demo_stops_every_process_on_ctrl_c() -> None:
     summary = SUMMARY.search(output)
     assert summary is not None and "interrupted" in summary.group(), report
     await asyncio.to_thread(assert_cleaned_up, header["hosts"])
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def run_on_a_terminal(argv: list[str], *, timeout_s: float) -> tuple[int, str]:
+    """Run ``argv`` with a pseudo-terminal as stdin, stdout and stderr; its exit status and output."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 140, 0, 0))
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env=demo_environment(), stdin=terminal, stdout=terminal, stderr=terminal
+    )
+    os.close(terminal)
+    output = bytearray()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: every holder of the terminal has closed it
+                break
+            if not chunk:
+                break
+            output += chunk
+        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return code, output.decode(errors="replace")
+
+
+@pytest.mark.timeout(120)
+def test_the_last_frame_on_a_terminal_shows_no_leader() -> None:
+    code, output = run_on_a_terminal(demo_command("--faults", "1", "--seed", "3"), timeout_s=110)
+    text = ANSI.sub("", output).replace("\r", "")
+    assert code == 0, text[-3000:]
+    # Each redraw prints the whole picture again: the last one starts at the last title.
+    final = text.rsplit("participants, in queue order", 1)[1].split("summary:", 1)[0]
+    assert "★" not in final and "leader-only command says" not in final, final
+    assert final.count("exited 0") == 3, final
+    assert "stopping the daemons" not in final, final

@@ -331,3 +331,35 @@ async def test_live_view_shows_the_queue_the_leader_and_the_failovers() -> None:
     assert "bravo → charlie" in final
     assert "2.200 s" in final
     assert "summary: 2 failovers" in final
+
+
+async def test_the_last_frame_after_everything_stopped_shows_no_leader() -> None:
+    cluster = Cluster(SafetyCheck(never_alive))
+    old_alpha = lead(cluster, "alpha", 100, sequence=0, token=10)
+    old_alpha.fault = FaultKind.KILL
+    cluster.process_ended(old_alpha, -9)
+    bravo = lead(cluster, "bravo", 200, sequence=1, token=11)
+    feed(cluster, "bravo", 200, "bravo leads, token 11: line 1")
+    alpha = feed(cluster, "alpha", 300, line("joined", state="following", node=node(2)))
+    # The end of the show: each daemon stopped, its node gone, as the observer's last read sees.
+    for member, stopped in ((alpha, "stopped"), (bravo, "revoked")):
+        member.fault = FaultKind.TERM
+        feed(cluster, member.id, member.pid, line(stopped, state="stopped"))
+        cluster.process_ended(member, 0)
+    cluster.queue = []
+    out = io.StringIO()
+    view = LiveView(cluster, Console(file=out, width=100, force_terminal=True, color_system=None), 1)
+
+    view.open("election-daemon demo", ["3 daemons"])
+    view.status("stopping the daemons")
+    await view.close()
+
+    assert cluster.leader() is None
+    # Each participant's last incarnation, and how it ended; the killed one is not repeated.
+    assert [(r.label, r.pid, r.state, r.leader, r.gone) for r in cluster.rows()] == [
+        ("bravo", 200, "exited 0", False, True),
+        ("alpha", 300, "exited 0", False, True),
+    ]
+    final = out.getvalue().rsplit("participants, in queue order", 1)[1]
+    assert "★" not in final and "leader-only command says" not in final
+    assert "stopping the daemons" not in final

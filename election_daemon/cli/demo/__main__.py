@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 
 from rich.console import Console
@@ -74,17 +75,17 @@ async def _run(config: DemoConfig, hosts: str, console: Console, interactive: bo
     interrupted = False
 
     async def stop_daemons() -> None:
-        with _spinner(console, interactive, "stopping the daemons"):
-            await fleet.stop()
+        view.status("stopping the daemons", since_s=time.monotonic())
+        await fleet.stop()
 
     def restore_signals() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
-    # Unwound in reverse: the observer goes, the view freezes, the daemons stop, signals reset.
+    # Unwound in reverse: the daemons stop (on screen), the observer reads the queue a last time
+    # and goes, the view freezes on that last picture (no leader), signals reset.
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(restore_signals)
-        stack.push_async_callback(stop_daemons)
         view.open(
             f"{PROG} demo",
             [
@@ -97,6 +98,7 @@ async def _run(config: DemoConfig, hosts: str, console: Console, interactive: bo
         await stack.enter_async_context(
             QueueObserver(hosts, ELECTION_PATH, cluster, session_timeout_s=config.session_timeout_s)
         )
+        stack.push_async_callback(stop_daemons)
         task = asyncio.ensure_future(Scenario(config, fleet, cluster, view).run())
         # Ctrl-C and SIGTERM end the scenario, never the clean-up.
         for sig in (signal.SIGINT, signal.SIGTERM):

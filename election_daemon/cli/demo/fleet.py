@@ -173,11 +173,15 @@ class QueueObserver:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._read()  # the queue as the show ends, for its last picture
         await self._zk.close()
 
     async def _poll(self) -> None:
         while True:
-            # A failed read keeps the last picture: the queue view is a nicety, not a verdict.
-            with contextlib.suppress(ZooKeeperError):
-                self._cluster.queue = await read_queue(self._zk, self._path)
+            await self._read()
             await asyncio.sleep(_QUEUE_POLL_S)
+
+    async def _read(self) -> None:
+        # A failed read keeps the last picture: the queue view is a nicety, not a verdict.
+        with contextlib.suppress(ZooKeeperError):
+            self._cluster.queue = await read_queue(self._zk, self._path)

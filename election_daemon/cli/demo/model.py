@@ -185,7 +185,8 @@ class Cluster:
         return None
 
     def rows(self) -> list[Row]:
-        """The participants in queue order (the leader first), then members not in the queue."""
+        """The participants in queue order (the leader first), then members not in the queue:
+        those running, and the last incarnation of each participant, which shows how it ended."""
         owners = {member.node: member for member in self.members if member.node is not None}
         rows: list[Row] = []
         shown: set[Member] = set()
@@ -197,8 +198,9 @@ class Cluster:
             previous = label
             if member is not None:
                 shown.add(member)
+        last = {member.id: member for member in self.members}
         for member in self.members:
-            if member.alive and member not in shown:
+            if member not in shown and (member.alive or last[member.id] is member):
                 rows.append(self._row(member, member.id, member.node, member.token, None))
         return rows
 
