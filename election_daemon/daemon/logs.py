@@ -78,7 +78,11 @@ _CONSOLE_NEWS = frozenset({"starting", "connected", "reconnected", "session_lost
 def _compact_for_console(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """One line per event: no nulls, no repeated identity, the state change as ``a→b``."""
+    """One line per event: no nulls, no repeated identity, the state change as ``a→b``.
+
+    A value with a newline (a hook's output, an error's message) stays on the line: the
+    renderer quotes any value with white space in it.
+    """
     state, previous = event_dict.get("state"), event_dict.get("previous_state")
     if state is not None and previous is not None and previous != state:
         event_dict["state"] = f"{previous}→{state}"
@@ -90,10 +94,6 @@ def _compact_for_console(
         hidden += _CONSOLE_NEWS_ONLY
     for key in [k for k, v in event_dict.items() if v is None or k in hidden]:
         del event_dict[key]
-    for key, value in event_dict.items():
-        if isinstance(value, str) and key != "event":
-            # A hook's output or an error's message must not break the line.
-            event_dict[key] = value.replace("\r", "\\r").replace("\n", "\\n")
     return event_dict
 
 

@@ -372,7 +372,9 @@ def test_console_log_format_is_human_text(daemons: Daemons, zk_hosts: str, zk_pa
 
     assert daemon.events() == [], "console lines must not be JSON"
     assert not any(text.startswith("{") for text in daemon.lines)
-    assert "state=leading" in line and f"path={zk_path}" in line and "token=" in line
+    # One line per event: the state change and the token; the path only where it is news.
+    assert "state=following→leading" in line and "token=" in line and "path=" not in line
+    assert any(f"path={zk_path}" in text and "connected" in text for text in daemon.lines)
 
 
 # -- systemd -----------------------------------------------------------------------------------
@@ -619,6 +621,18 @@ BAD_INPUT = [
         id="command-not-executable",
     ),
     pytest.param(_too_large_data, ExitCode.USAGE, "--data", id="data-too-large"),
+    pytest.param(
+        lambda s: [*BASE, "--once"], ExitCode.USAGE, "--once: needs a command", id="once-no-command"
+    ),
+    pytest.param(
+        lambda s: [*BASE, "--try", "0", "--", "true"], ExitCode.USAGE, "--try: must be between", id="try-zero"
+    ),
+    pytest.param(
+        lambda s: [*BASE, "--once", "--on-child-exit", "rejoin", "--", "true"],
+        ExitCode.USAGE,
+        "--once: exits with the command's status",
+        id="once-with-rejoin",
+    ),
     pytest.param(
         lambda s: [*BASE, "--config", str(s.tmp_path / "missing.toml")],
         ExitCode.USAGE,

@@ -44,3 +44,16 @@ def test_the_reason_table_lists_every_reason_once() -> None:
     reasons = [name for row in _table("Reason") for name in row]
     assert sorted(reasons) == sorted(Reason)
     assert len(reasons) == len(set(reasons))
+
+
+def test_every_event_row_gives_its_level() -> None:
+    lines = _schema_section().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Event |"))
+    assert lines[start] == "| Event | When | Level |"
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert len(cells) == 3 and cells[2], f"no level: {line}"
+        levels = re.findall(r"\b(debug|info|warning|error|none)\b|library logger", cells[2])
+        assert levels, f"no known level in: {line}"
