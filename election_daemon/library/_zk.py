@@ -818,6 +818,46 @@ class ZooKeeper:
         assert isinstance(set_result, protocol.SetDataResponse)
         return Stat._from_aiozk(set_result.stat)
 
+    async def guarded_create(
+        self, guard: str, path: str, data: bytes, acl: Sequence[AclEntry] | None
+    ) -> None:
+        """Create persistent ``path`` in one multi that fails unless node ``guard`` exists."""
+        if len(data) > MAX_WRITE_BYTES:
+            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}")
+        multi = protocol.TransactionRequest()
+        multi.add(protocol.CheckVersionRequest(path=self._path(guard), version=-1))
+        create = protocol.CreateRequest(
+            path=self._path(path), data=data, acl=self.client.default_acl if acl is None else _aiozk_acl(acl)
+        )
+        create.set_flags(ephemeral=False, sequential=False, container=False)
+        multi.add(create)
+        response: protocol.TransactionResponse = await self._call(f"guarded create {path}", multi)
+        self._raise_multi_failure(f"guarded create {path}", guard, response.responses)
+
+    async def set_and_delete(self, path: str, data: bytes, node: str) -> None:
+        """Set ``path``'s data and delete ``node`` in one multi: both happen, or neither."""
+        if len(data) > MAX_WRITE_BYTES:
+            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}")
+        multi = protocol.TransactionRequest()
+        multi.add(protocol.SetDataRequest(path=self._path(path), data=data, version=-1))
+        multi.add(protocol.DeleteRequest(path=self._path(node), version=-1))
+        response: protocol.TransactionResponse = await self._call(f"write {path} and delete {node}", multi)
+        for result in response.responses:
+            if isinstance(result, Exception) and not isinstance(result, zk_exc.RolledBack):
+                with _converted(f"write {path} and delete {node}"):
+                    raise result
+
+    @staticmethod
+    def _raise_multi_failure(what: str, guard: str, results: Sequence[Any]) -> None:
+        guard_result, *rest = results
+        # A guard that held is reported as RolledBack when another operation failed.
+        if isinstance(guard_result, Exception) and not isinstance(guard_result, zk_exc.RolledBack):
+            raise GuardFailedError(f"{what}: guard {guard} is gone") from guard_result
+        for result in rest:
+            if isinstance(result, Exception):
+                with _converted(what):
+                    raise result
+
     # -- watched reads: arm a watch, read, cancel the watch on error ---------------------
 
     async def watched_get(self, path: str) -> tuple[bytes, Stat, asyncio.Future[None]]:

@@ -49,11 +49,11 @@ from election_daemon.errors import (
     SessionTimeoutError,
     ZooKeeperError,
 )
-from election_daemon.library import protocol
+from election_daemon.library import protocol, terms
 from election_daemon.library._callbacks import Callbacks
 from election_daemon.library._options import connection_options, election_options
 from election_daemon.library._zk import GuardFailedError, ZKClient, ZooKeeper, first_of
-from election_daemon.library.acl import ElectionACL, Identities, check_acl
+from election_daemon.library.acl import ElectionACL, Identities, check_acl, path_acl
 from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import (
     Candidacy,
@@ -231,6 +231,9 @@ class Election:
         self._resign_requests: list[asyncio.Future[None]] = []
         self._failure: ElectionError | None = None
         self._session_released = False
+        # The term we recorded in ZooKeeper (see .terms), and when our predecessor went.
+        self._published: terms.TermRecord | None = None
+        self._predecessor_gone_at: float | None = None
 
     # -- registration ------------------------------------------------------------------
 
@@ -422,7 +425,7 @@ class Election:
         if session is not None and self._candidacy is not None and session.is_connected():
             with contextlib.suppress(ElectionError, TimeoutError):
                 async with asyncio.timeout(session.negotiated_timeout_s / 3):
-                    await self._candidacy.leave()
+                    await self._leave(self._candidacy, reason)
         self._candidacy = None
         if self._failure is None:
             # Always the last event, also after a leader's "revoked" (which already says STOPPED).
@@ -469,9 +472,10 @@ class Election:
         error: BaseException | None = None,
         term: Term | None = None,
         detail: str | None = None,
+        previous: terms.TermRecord | None = None,
     ) -> None:
-        previous = self._state
-        if (state is previous or previous is ElectionState.STOPPED) and not force:
+        previous_state = self._state
+        if (state is previous_state or previous_state is ElectionState.STOPPED) and not force:
             return
         self._state = state
         if state is ElectionState.LEADING:
@@ -486,7 +490,7 @@ class Election:
         transition = Transition(
             event=event,
             state=state,
-            previous_state=previous,
+            previous_state=previous_state,
             reason=reason,
             path=self.path,
             id=self.identity,
@@ -500,17 +504,35 @@ class Election:
             term_s=time.monotonic() - term.started_monotonic if event is Event.REVOKED and term else None,
             server=session.zk.server if session is not None and confirmed else None,
             session_timeout_s=session.negotiated_timeout_s if session is not None and confirmed else None,
+            previous_id=previous.id if previous is not None else None,
+            previous_token=previous.token if previous is not None else None,
+            previous_alive_at=self._alive_at(previous),
         )
         self._callbacks.notify(self._listeners, transition)
         self._transitions.publish(transition)
+
+    def _alive_at(self, previous: terms.TermRecord | None) -> float | None:
+        """The previous term's last proof of life that we can know (unix time).
+
+        Ended on request: when its leader said so. Else its node went by a session expiry (or
+        an operator's delete), which ZooKeeper carries out at least the session timeout after
+        it last heard from that leader: failover then counts that wait too.
+        """
+        if previous is None:
+            return None
+        if previous.ended_at is not None:
+            return previous.ended_at
+        if self._predecessor_gone_at is not None:
+            return self._predecessor_gone_at - previous.session_timeout_s
+        return None
 
     def _emit_session_event(self, event: Event, reason: Reason) -> None:
         """Session edges that do not move the election (connected, reconnected) are events too."""
         self._set(self._state, event, reason, force=True)
 
-    def _elect(self, term: Term) -> None:
+    def _elect(self, term: Term, previous: terms.TermRecord | None) -> None:
         self._term = term
-        self._set(ElectionState.LEADING, Event.ELECTED, None)
+        self._set(ElectionState.LEADING, Event.ELECTED, None, previous=previous)
         self._callbacks.run(self._elected_callbacks, term)
 
     def _revoke(self, reason: Reason, to: ElectionState) -> None:
@@ -563,6 +585,7 @@ class Election:
         elif change.state in (SessionState.LOST, SessionState.CLOSED):
             reason = Reason.SESSION_EXPIRED if change.state is SessionState.LOST else Reason.SESSION_CLOSED
             self._candidacy = None
+            self._published = None
             if self._state is ElectionState.LEADING:
                 self._revoke(reason, ElectionState.JOINING)
             else:
@@ -685,6 +708,7 @@ class Election:
     def _give_up_node(self) -> None:
         """Delete our node in the background: a node nobody waits with must not block others."""
         candidacy, self._candidacy = self._candidacy, None
+        self._published = None
         if candidacy is not None and candidacy.node is not None:
             self._callbacks.spawn(candidacy.leave())
 
@@ -747,6 +771,8 @@ class Election:
                 node_gone, _ = predecessor
                 self._set_following()
                 await first_of(node_gone, session.not_connected(), self._wake_future())
+                if node_gone.done():
+                    self._predecessor_gone_at = time.time()
                 predecessor_went = True
                 continue
             if self._state is ElectionState.FOLLOWING:
@@ -781,22 +807,10 @@ class Election:
     async def _lead(self, candidacy: Candidacy, position: Position, own: OwnNode | None) -> None:
         """Lead while our node, its owner and the session hold; hand over or resign on request."""
         session = self.session
-        if own is None:
-            own = await candidacy.read_own()
-        try:
-            handover = (
-                await protocol.read_handover(candidacy.zk, self.path) if position.path_has_data else None
-            )
-            # A leader re-verifying after a reconnection does not defer: it steps aside only
-            # through a resign (which revokes first).
-            if self._state is not ElectionState.LEADING and await self._defer_to_another(
-                candidacy, position, handover
-            ):
-                own.cancel()
-                return
-        except BaseException:
-            own.cancel()
-            raise
+        ready = await self._prepare_to_lead(candidacy, position, own)
+        if ready is None:
+            return
+        own, previous, handover = ready
         while True:
             if own.stat.ephemeral_owner != candidacy.session_id or session.session_id != candidacy.session_id:
                 own.cancel()
@@ -811,7 +825,8 @@ class Election:
                     # Given up meanwhile (an internal error in a session callback).
                     own.cancel()
                     raise NoNodeError(f"{own.node} was given up")
-                self._take_office(candidacy, own)
+                self._take_office(candidacy, own, previous)
+                await self._publish(candidacy, own)
                 if handover is not None:
                     # Ours, or its target is gone: the handover is done either way.
                     await protocol.clear_handover(candidacy.zk, self.path, handover)
@@ -827,8 +842,54 @@ class Election:
             # session is confirmed on some server, and that answer re-verifies our node.
             own = await candidacy.read_own()
 
-    def _take_office(self, candidacy: Candidacy, own: OwnNode) -> None:
+    async def _prepare_to_lead(
+        self, candidacy: Candidacy, position: Position, own: OwnNode | None
+    ) -> tuple[OwnNode, terms.TermRecord | None, protocol.Handover | None] | None:
+        """Our node (watched), the record we would replace and a pending handover; None if we
+        stepped aside for another contender instead."""
+        previous: terms.TermRecord | None = None
+        if self._state is not ElectionState.LEADING:
+            # The record we are about to replace names the previous leader (one round trip
+            # with the read of our own node: no time added to a failover).
+            own, previous = await self._read_own_and_record(candidacy, own)
+        elif own is None:
+            own = await candidacy.read_own()
+        try:
+            handover = (
+                await protocol.read_handover(candidacy.zk, self.path) if position.path_has_data else None
+            )
+            # A leader re-verifying after a reconnection does not defer: it steps aside only
+            # through a resign (which revokes first).
+            if self._state is not ElectionState.LEADING and await self._defer_to_another(
+                candidacy, position, handover
+            ):
+                own.cancel()
+                return None
+        except BaseException:
+            own.cancel()
+            raise
+        return own, previous, handover
+
+    async def _read_own_and_record(
+        self, candidacy: Candidacy, own: OwnNode | None
+    ) -> tuple[OwnNode, terms.TermRecord | None]:
+        reads = await asyncio.gather(
+            candidacy.read_own() if own is None else _done(own),
+            terms.read(candidacy.zk, self.path),
+            return_exceptions=True,
+        )
+        fresh, previous = reads
+        if isinstance(fresh, BaseException):
+            raise fresh
+        if isinstance(previous, BaseException):
+            fresh.cancel()
+            raise previous
+        return fresh, previous
+
+    def _take_office(self, candidacy: Candidacy, own: OwnNode, previous: terms.TermRecord | None) -> None:
         self._set_following()
+        if previous is not None and previous.node == own.node:
+            previous = None  # our own term, resumed on the same node: nobody led in between
         self._elect(
             Term(
                 token=own.stat.czxid,
@@ -838,8 +899,49 @@ class Election:
                 session_id=candidacy.session_id,
                 started_at=time.time(),
                 started_monotonic=time.monotonic(),
-            )
+            ),
+            previous,
         )
+
+    async def _publish(self, candidacy: Candidacy, own: OwnNode) -> None:
+        """Record our term (see .terms): observers name only a recorded term's holder as leader."""
+        term = self._term
+        if term is None:
+            return
+        record = terms.TermRecord(
+            token=term.token,
+            id=self.identity,
+            node=term.node,
+            session_id=term.session_id,
+            started_at=term.started_at,
+            session_timeout_s=self.session.negotiated_timeout_s,
+        )
+        ours = candidacy.identities.ids if candidacy.identities is not None else ()
+        acl = None if self.acl is None else path_acl(self.acl, ours)
+        try:
+            await terms.publish(candidacy.zk, self.path, record, acl)
+        except GuardFailedError as e:
+            own.cancel()
+            raise NoNodeError(f"{term.node} is gone: the term is over") from e
+        except (ConnectionLossError, SessionLostError, TimeoutError):
+            raise
+        except ZooKeeperError as e:
+            # The term is as safe without its record; observers show us as "next" meanwhile.
+            _log.warning("election %s: could not record term %d: %s", self.path, term.token, e)
+            return
+        self._published = record
+
+    async def _leave(self, candidacy: Candidacy, reason: Reason) -> None:
+        """Delete our node; a recorded term of it is marked ended by ``reason`` in the same multi."""
+        record, self._published = self._published, None
+        if record is not None and record.node == candidacy.node:
+            try:
+                await terms.end_and_leave(candidacy.zk, self.path, record, reason, time.time())
+                candidacy.node = None
+                return
+            except ZooKeeperError:
+                pass  # the record was replaced or refused: delete the node alone
+        await candidacy.leave()
 
     async def _hold_office(self, candidacy: Candidacy, own: OwnNode) -> bool:
         """Wait, leading, for the next change of our node, the queue or the session.
@@ -915,7 +1017,7 @@ class Election:
     async def _resign(self, candidacy: Candidacy, reason: Reason) -> None:
         self._revoke(reason, ElectionState.JOINING)
         await self._callbacks.revoked_done()
-        await candidacy.leave()
+        await self._leave(candidacy, reason)
         self._candidacy = None
         self._policy.left_the_lead()
         requests, self._resign_requests = self._resign_requests, []
@@ -954,3 +1056,7 @@ def _timer(delay_s: float) -> asyncio.Future[None]:
     handle = loop.call_later(delay_s, fire)
     fut.add_done_callback(lambda _f: handle.cancel())
     return fut
+
+
+async def _done(value: OwnNode) -> OwnNode:
+    return value

@@ -233,7 +233,7 @@ async def _sample_one_leader(es: Sequence[Election], until: asyncio.Future[Any])
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.ensemble
+@pytest.mark.ensemble(max_session_timeout_ms=20_000)
 @pytest.mark.timeout(120)
 async def test_the_leader_rides_through_a_rolling_restart_and_its_servers_death(
     zk_ensemble: ZooKeeperEnsemble,

@@ -371,6 +371,7 @@ async def test_watch_reports_a_failover_with_its_tokens(zk_hosts: str, zk_path: 
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.ensemble(max_session_timeout_ms=20_000)
 async def test_watch_rides_through_a_killed_server_without_a_false_change(
     zk_ensemble: ZooKeeperEnsemble,
 ) -> None:

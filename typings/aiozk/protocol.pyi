@@ -60,6 +60,15 @@ class CloseRequest(Request[Any]):
 class SyncRequest(Request[SyncResponse]):
     def __init__(self, *, path: str) -> None: ...
 
+class CreateRequest(Request[CreateResponse]):
+    def __init__(self, *, path: str, data: bytes, acl: list[Any]) -> None: ...
+    def set_flags(
+        self, ephemeral: bool = False, sequential: bool = False, container: bool = False
+    ) -> None: ...
+
+class CreateResponse(Response):
+    path: str
+
 class Create2Request(Request[Create2Response]):
     def __init__(self, *, path: str, data: bytes, acl: list[Any]) -> None: ...
     def set_flags(
