@@ -298,6 +298,9 @@ def _acl_warning(path: str, acl: Sequence[AclEntry]) -> str | None:
 def _headline(snapshot: Snapshot) -> str:
     path = terminal_text(snapshot.path, 200)
     if snapshot.leader is None:
+        head = snapshot.participants[0] if snapshot.participants else None
+        if head is not None and head.is_next:
+            return f"{path}: no leader; next {_identity(head)} (taking over)"
         return f"{path}: no leader"
     led = snapshot.leader_for_s
     bound = "" if snapshot.takeover_seen else "at most "
@@ -311,10 +314,11 @@ _COLUMNS = ("", "ID", "RECIPE", "TOKEN", "SESSION", "PRIORITY", "NODE", "DATA")
 def _rows(snapshot: Snapshot) -> list[tuple[str, ...]]:
     return [
         (
-            "*" if p.is_leader else "",
+            "*" if p.is_leader else ">" if p.is_next else "",
             _identity(p),
             p.recipe.value,
-            str(p.token),
+            # Only a leader holds a token; the others' node czxid is not one.
+            str(p.token) if p.is_leader else "",
             f"0x{p.session_id:x}",
             str(p.priority),
             p.node.rpartition("/")[2],
@@ -341,7 +345,7 @@ def _status_table(snapshot: Snapshot) -> Table:
     for name in _COLUMNS:
         table.add_column(name, no_wrap=name != "DATA", overflow="ellipsis")
     for row, participant in zip(_rows(snapshot), snapshot.participants, strict=True):
-        cells = ["★" if participant.is_leader else "", *row[1:]]
+        cells = ["★" if participant.is_leader else "next" if participant.is_next else "", *row[1:]]
         # Text, not str: rich would read "[...]" in an identity as markup.
         table.add_row(*(Text(cell) for cell in cells), style="bold green" if participant.is_leader else "")
     return table

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from election_daemon.errors import NoAuthError, NoNodeError, SessionLostError, ZooKeeperError
-from election_daemon.library import payload
+from election_daemon.library import payload, terms
 from election_daemon.library._zk import Stat, ZooKeeper
 from election_daemon.library.acl import (
     ElectionACL,
@@ -132,17 +132,27 @@ def genuine(found: Sequence[tuple[Contender, Stat]]) -> list[tuple[Contender, St
 
 @dataclass(frozen=True, slots=True)
 class Participant:
-    """A contender as others see it: who, where in the queue, and its would-be token."""
+    """A contender as others see it: who, where in the queue, and whether it leads.
+
+    The leader is the head of the queue *with a recorded term* (:mod:`.terms`): a head that
+    has not taken over yet (deferring, suspended, just promoted) is ``is_next``. A head of a
+    foreign recipe (Curator, kazoo), which records no term of ours, leads by its place.
+    """
 
     id: str | None
     node: str
     token: int
+    """Its node's czxid: the fencing token of its term if it leads, the one it would get if not."""
     session_id: int
     data: Any
     is_leader: bool
     priority: int = 0
     recipe: Recipe = Recipe.NATIVE
     """Which recipe named the node: foreign contenders queue like ours but hold no term of ours."""
+    is_next: bool = False
+    """First in the queue, but no term recorded yet: it leads once it has taken over."""
+    term_started_at: float | None = None
+    """Unix time its recorded term began (the leader's clock), if it leads with one."""
 
     def as_dict(self) -> dict[str, Any]:
         data = self.data
@@ -151,12 +161,16 @@ class Participant:
         return {
             "id": self.id,
             "node": self.node,
-            "token": self.token,
+            # Only a leader holds a token; the others' czxid is the token they would get.
+            "token": self.token if self.is_leader else None,
+            "czxid": self.token,
             "session_id": f"0x{self.session_id:x}",
             "data": data,
             "is_leader": self.is_leader,
+            "is_next": self.is_next,
             "priority": self.priority,
             "recipe": self.recipe.value,
+            "term_started_at": self.term_started_at,
         }
 
 
@@ -165,11 +179,16 @@ async def read_queue(zk: ZooKeeper, path: str) -> list[Participant]:
 
     Persistent look-alikes, nodes whose names lie about their place (:func:`genuine`) and
     nodes that vanish while being read are left out. Never raises on what the nodes hold.
+    The head leads only with a recorded term (see :class:`Participant`).
     """
-    try:
-        children = await zk.children(path)
-    except NoNodeError:
+    listing, record = await asyncio.gather(zk.children(path), terms.read(zk, path), return_exceptions=True)
+    if isinstance(listing, NoNodeError):
         return []
+    if isinstance(listing, BaseException):
+        raise listing
+    if isinstance(record, BaseException):
+        raise record
+    children = listing
 
     async def _read(c: Contender) -> tuple[Contender, bytes, Stat] | None:
         try:
@@ -183,16 +202,23 @@ async def read_queue(zk: ZooKeeper, path: str) -> list[Participant]:
     participants: list[Participant] = []
     for c, stat in genuine([(c, stat) for c, _, stat in found]):
         identity, data = decode_node_data(raw_of[c.name], c.recipe)
+        node = f"{path}/{c.name}"
+        head = not participants
+        recorded = record is not None and record.names(node, stat.czxid, stat.ephemeral_owner)
+        foreign_head = head and c.recipe is not Recipe.NATIVE and (record is None or record.node != node)
+        leads = head and (recorded or foreign_head)
         participants.append(
             Participant(
                 id=identity,
-                node=f"{path}/{c.name}",
+                node=node,
                 token=stat.czxid,
                 session_id=stat.ephemeral_owner,
                 data=data,
-                is_leader=not participants,
+                is_leader=leads,
                 priority=c.priority,
                 recipe=c.recipe,
+                is_next=head and not leads,
+                term_started_at=record.started_at if leads and record is not None and recorded else None,
             )
         )
     return participants

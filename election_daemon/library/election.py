@@ -233,6 +233,7 @@ class Election:
         self._session_released = False
         # The term we recorded in ZooKeeper (see .terms), and when our predecessor went.
         self._published: terms.TermRecord | None = None
+        self._replaced: terms.Previous | None = None
         self._predecessor_gone_at: float | None = None
 
     # -- registration ------------------------------------------------------------------
@@ -286,9 +287,10 @@ class Election:
         return self._session.negotiated_timeout_s if self._session is not None else None
 
     async def leader(self) -> Participant | None:
-        """The current leader as the queue shows it (None if the queue is empty)."""
+        """The current leader: the head of the queue with a recorded term (see
+        :class:`~.candidacy.Participant`); None if the head has not taken over."""
         queue = await self.participants()
-        return queue[0] if queue else None
+        return queue[0] if queue and queue[0].is_leader else None
 
     async def participants(self) -> list[Participant]:
         """Every genuine live contender in queue order, the head first (of any recipe)."""
@@ -890,6 +892,9 @@ class Election:
         self._set_following()
         if previous is not None and previous.node == own.node:
             previous = None  # our own term, resumed on the same node: nobody led in between
+        self._replaced = (
+            None if previous is None else terms.Previous(previous.token, previous.id, previous.ended)
+        )
         self._elect(
             Term(
                 token=own.stat.czxid,
@@ -915,6 +920,7 @@ class Election:
             session_id=term.session_id,
             started_at=term.started_at,
             session_timeout_s=self.session.negotiated_timeout_s,
+            previous=self._replaced,
         )
         ours = candidacy.identities.ids if candidacy.identities is not None else ()
         acl = None if self.acl is None else path_acl(self.acl, ours)

@@ -8,10 +8,14 @@ edge of the session (connection loss, a ZooKeeper server going away, session exp
 nothing is polled and a change that happened while the observer was cut off is reported once
 it is back, as one change from the last leader it saw to the one it finds.
 
-The leader is the head of the queue, as :func:`election_daemon.library.candidacy.read_queue` reads it:
-the contender that leads, or is about to, as soon as its session is confirmed. A change is
-reported only when the head's node (its token) differs from the previous one seen, so a fault
-that leaves every node in place is silent.
+The leader is the head of the queue with a recorded term, as
+:func:`election_daemon.library.candidacy.read_queue` reads it (see :mod:`.terms`): a head that
+has not taken over yet is shown as next, not as leader. The observer watches the queue and the
+record. A change is reported only when the leader's node (its token) differs from the previous
+one seen, so a fault that leaves every node in place is silent; its reason is the recorded
+term's end when its leader said why (``resigned``, ``step_down``, ``priority_handover``,
+``stopped``), ``node_deleted`` when its node went while its session lives on, and
+``session_expired`` when its session went too.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from election_daemon.errors import (
     SessionLostError,
     ZooKeeperError,
 )
+from election_daemon.library import terms
 from election_daemon.library._options import connection_options
-from election_daemon.library._zk import ZKClient, ZooKeeper
+from election_daemon.library._zk import ZKClient, ZooKeeper, first_of
 from election_daemon.library.acl import AclEntry
 from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import Participant, read_queue
@@ -109,9 +114,11 @@ class Snapshot:
 class LeaderChange:
     """The leader changed: from ``previous`` to ``leader`` (either may be None: no leader).
 
-    ``reason`` says what the observer saw: ``leader_left`` (the previous leader's node is gone,
-    whether it stopped, resigned, crashed and expired or was deleted), ``first_contender``
-    (a contender joined an election that had no leader), or ``queue_changed`` (anything else).
+    ``reason`` says why, as far as ZooKeeper tells: the previous term's recorded end
+    (``resigned``, ``step_down``, ``priority_handover``, ``stopped``), ``node_deleted`` (its
+    node went, its session lives on), ``session_expired`` (its session went too: a crash, a
+    partition), ``leader_left`` (its node went, the cause unknown), ``first_contender`` (a
+    leader for an election that had none), or ``queue_changed`` (anything else).
     """
 
     time: float
@@ -375,13 +382,19 @@ class Observer:
             await asyncio.wait([disconnected], timeout=_RETRY_DELAY_S)
 
     async def _arm_watch(self, zk: ZooKeeper) -> asyncio.Future[None]:
-        """A future for the next change of the queue, or of the path's existence."""
+        """A future for the next change of the queue or the term record, or of the path's existence."""
         while True:
             try:
                 _, children_changed = await zk.watched_children(self.path)
-                return children_changed
             except NoNodeError:
                 pass
+            else:
+                try:
+                    _, record_changed = await zk.watched_exists(terms.term_path(self.path))
+                except BaseException:
+                    children_changed.cancel()
+                    raise
+                return _either(children_changed, record_changed)
             # No election here yet: ZooKeeper sets an exists watch even on a missing node.
             stat, created = await zk.watched_exists(self.path)
             if stat is None:
@@ -390,7 +403,7 @@ class Observer:
 
     async def _read(self, zk: ZooKeeper) -> None:
         participants = tuple(await read_queue(zk, self.path))
-        leader = participants[0] if participants else None
+        leader = participants[0] if participants and participants[0].is_leader else None
         now = time.time()
         previous_view = self._view
         since: float | None = None
@@ -406,7 +419,8 @@ class Observer:
         if previous_view is None:
             self._leaderless_since = None
         elif _token(previous_view.leader) != _token(leader):
-            self._publish_change(previous_view.leader, leader, participants, now, since)
+            record = await terms.read(zk, self.path) if previous_view.leader is not None else None
+            self._publish_change(previous_view.leader, leader, participants, now, since, record=record)
         self._watch_fired = False
         self._view = Snapshot(self.path, leader, participants, since, seen, now, connected=True)
         self._view_held_at = now
@@ -420,13 +434,15 @@ class Observer:
         participants: tuple[Participant, ...],
         now: float,
         since: float | None,
+        *,
+        record: terms.TermRecord | None,
     ) -> None:
         if previous is None:
             reason = Reason.FIRST_CONTENDER
-        elif all(p.token != previous.token for p in participants):
-            reason = Reason.LEADER_LEFT
-        else:
+        elif any(p.token == previous.token for p in participants):
             reason = Reason.QUEUE_CHANGED
+        else:
+            reason = _why_it_ended(previous, participants, record)
         leaderless_s: float | None = None
         if leader is not None and previous is not None:
             leaderless_s = 0.0
@@ -466,3 +482,32 @@ class Observer:
                 self._view_held_at = max(self._view_held_at or held_at, held_at)
             self._view = dataclasses.replace(view, connected=False)
             self._snapshots.publish(self._view)
+
+
+def _why_it_ended(
+    previous: Participant, participants: tuple[Participant, ...], record: terms.TermRecord | None
+) -> Reason:
+    """Why ``previous``'s term ended, from the record (its own, or the next one's ``previous``)."""
+    said: Reason | None = None
+    known = False
+    if record is not None and record.node == previous.node and record.token == previous.token:
+        said, known = record.ended, True
+    elif record is not None and record.previous is not None and record.previous.token == previous.token:
+        said, known = record.previous.ended, True
+    if said is not None:
+        return said
+    if any(p.session_id == previous.session_id for p in participants):
+        return Reason.NODE_DELETED  # its session lives on and rejoined: someone deleted its node
+    return Reason.SESSION_EXPIRED if known else Reason.LEADER_LEFT
+
+
+def _either(a: asyncio.Future[None], b: asyncio.Future[None]) -> asyncio.Future[None]:
+    """A future done when ``a`` or ``b`` is; cancelling it cancels both (their watches go)."""
+    either = asyncio.ensure_future(first_of(a, b))
+
+    def _cancel_both(_f: asyncio.Future[None]) -> None:
+        a.cancel()
+        b.cancel()
+
+    either.add_done_callback(_cancel_both)
+    return either

@@ -8,7 +8,8 @@ node ``<path>/_term`` (a name without a sequence number: no recipe counts it as 
     {"term": {"token": 4294967311, "id": "billing-a", "node": "<path>/_c_…-0000000007",
               "session_id": "0x100000e1c6a0003", "started_at": 1796089316.27,
               "session_timeout_s": 10.0},
-     "ended": null}
+     "ended": null,
+     "previous": {"token": 4294967300, "id": "billing-b", "ended": "resigned"}}
 
 - **Written only by the holder**: in one multi with a check that its node still exists, so a
   leader whose node is gone (its term over, whatever it believes) cannot write it.
@@ -19,6 +20,9 @@ node ``<path>/_term`` (a name without a sequence number: no recipe counts it as 
 - **Untrusted when read**: decoding is total and strict (:mod:`.payload`); the record counts
   only for the node it names, with that node's czxid as the token and its ephemeral owner as
   the session. Anything else is no record.
+- **Chained**: ``previous`` is the term it replaced as its leader found it (``ended`` null when
+  that term ended without saying why: a crash, a deleted node), so an observer that missed
+  the old record still names the cause of the change.
 
 Observers show as leader only the head whose term is recorded (a foreign recipe's head,
 which records nothing of ours, is shown as leader by position and flagged so); the next
@@ -43,7 +47,17 @@ if TYPE_CHECKING:
     from election_daemon.library._zk import ZooKeeper
     from election_daemon.library.acl import AclEntry
 
-__all__ = ["TERM_NODE", "TermRecord", "decode", "encode", "end_and_leave", "publish", "read", "term_path"]
+__all__ = [
+    "TERM_NODE",
+    "Previous",
+    "TermRecord",
+    "decode",
+    "encode",
+    "end_and_leave",
+    "publish",
+    "read",
+    "term_path",
+]
 
 TERM_NODE = "_term"
 """The record's node name under the election path."""
@@ -54,6 +68,15 @@ _ENDINGS = frozenset({Reason.RESIGNED, Reason.STEP_DOWN, Reason.PRIORITY_HANDOVE
 
 def term_path(path: str) -> str:
     return f"{path}/{TERM_NODE}"
+
+
+@dataclass(frozen=True, slots=True)
+class Previous:
+    """The term a recorded term replaced: its token, leader and recorded end (None: unsaid)."""
+
+    token: int
+    id: str
+    ended: Reason | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +93,7 @@ class TermRecord:
     """The leader's negotiated session timeout: a crashed leader's session outlives it by this much."""
     ended: Reason | None = None
     ended_at: float | None = None
+    previous: Previous | None = None
 
     def ended_by(self, reason: Reason, at: float) -> TermRecord:
         return replace(self, ended=reason, ended_at=at)
@@ -89,7 +113,11 @@ def encode(record: TermRecord) -> bytes:
         "session_timeout_s": record.session_timeout_s,
     }
     ended = None if record.ended is None else {"reason": record.ended.value, "at": record.ended_at}
-    return payload.dumps({"term": term, "ended": ended}).encode("utf-8")
+    doc: dict[str, Any] = {"term": term, "ended": ended}
+    if record.previous is not None:
+        p = record.previous
+        doc["previous"] = {"token": p.token, "id": p.id, "ended": None if p.ended is None else p.ended.value}
+    return payload.dumps(doc).encode("utf-8")
 
 
 def decode(path: str, raw: bytes) -> TermRecord | None:
@@ -106,22 +134,44 @@ def decode(path: str, raw: bytes) -> TermRecord | None:
     session_id = _hex(term.get("session_id"))
     if not (
         _int(token)
-        and isinstance(ident, str)
-        and 0 < len(ident.encode("utf-8", "replace")) <= MAX_IDENTITY_BYTES
+        and _identity(ident)
         and _our_node(path, node)
         and session_id is not None
         and _time(started_at)
         and _time(timeout_s)
     ):
         return None
-    assert isinstance(token, int) and isinstance(node, str)
-    record = TermRecord(token, ident, node, session_id, float(started_at), float(timeout_s))  # type: ignore[arg-type]
+    assert isinstance(token, int) and isinstance(node, str) and isinstance(ident, str)
+    assert isinstance(started_at, int | float) and isinstance(timeout_s, int | float)
+    record = TermRecord(
+        token,
+        ident,
+        node,
+        session_id,
+        float(started_at),
+        float(timeout_s),
+        previous=_previous(doc.get("previous")),
+    )
     ended = doc.get("ended")
     if ended is None:
         return record
     if not isinstance(ended, dict) or ended.get("reason") not in _ENDINGS or not _time(ended.get("at")):
         return None
     return record.ended_by(Reason(ended["reason"]), float(ended["at"]))
+
+
+def _previous(value: object) -> Previous | None:
+    if not isinstance(value, dict):
+        return None
+    token, ident, ended = value.get("token"), value.get("id"), value.get("ended")
+    if not (_int(token) and _identity(ident) and (ended is None or ended in _ENDINGS)):
+        return None
+    assert isinstance(token, int) and isinstance(ident, str)
+    return Previous(token, ident, None if ended is None else Reason(ended))
+
+
+def _identity(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value.encode("utf-8", "replace")) <= MAX_IDENTITY_BYTES
 
 
 def _int(value: object) -> bool:

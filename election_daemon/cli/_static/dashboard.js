@@ -71,11 +71,11 @@ function render(state) {
   for (const p of state.participants) {
     const row = participants.insertRow();
     row.className = p.is_leader ? "leader" : "";
-    row.dataset.token = p.token;
-    cell(row, p.is_leader ? "★" : "");
+    row.dataset.token = p.czxid;
+    cell(row, p.is_leader ? "★" : p.is_next ? "next" : "");
     cell(row, who(p), p.node);
     cell(row, p.recipe);
-    cell(row, p.token);
+    cell(row, p.token === null ? "" : p.token);
     cell(row, p.session_id);
     cell(row, p.priority);
     cell(row, data(p.data), data(p.data));
