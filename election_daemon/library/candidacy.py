@@ -275,6 +275,7 @@ class Candidacy:
         self.priority = priority
         self.recipe = recipe
         self.guid = new_guid(recipe)
+        self._attempted = False
         self.node: str | None = None
         self.czxid: int | None = None
         """Our node's czxid: a contender created after it cannot be our predecessor."""
@@ -285,7 +286,10 @@ class Candidacy:
     async def join(self) -> str:
         """Make sure our node exists, creating it (and the path) if needed; returns its path."""
         while True:
-            mine = await self._find_mine()
+            # A guid nobody has used yet names no node: the first create needs no listing.
+            # After any attempt (a create cut off by a lost connection may have landed), look.
+            mine = await self._find_mine() if self._attempted else None
+            self._attempted = True
             if mine is not None:
                 self.node = f"{self.path}/{mine.name}"
                 stat = await self.zk.exists(self.node)

@@ -54,6 +54,8 @@ CHECKS = ("safety", "containment", "liveness", "no_lost_writes")
 _EPSILON_S = 1e-3
 _OP_PID = re.compile(r"^(\d+)-\d+$")
 _DELETION_FAULTS = frozenset({"delete-node", "delete-path"})
+# Faults the leader must ride through on its lease: stopping its command is a violation.
+_NO_BOUNCE_FAULTS = frozenset({"zk-rolling-restart"})
 # A hostile client's acts that end a term by design: they excuse overlaps as an operator's do.
 _OPERATOR_ACTS = {"delete_node": "operator_deletion", "step_down": "operator_step_down"}
 
@@ -821,6 +823,19 @@ def _check_liveness(history: History, outcomes: list[FaultOutcome], params: Chec
                     outcome.healed,
                     outcome.healed + (outcome.recovery_s or bound),
                     {"fault_id": outcome.fault_id, "fault": outcome.name, "recovery_s": outcome.recovery_s},
+                )
+            )
+    for outcome in outcomes:
+        if outcome.name in _NO_BOUNCE_FAULTS and outcome.disrupted:
+            violations.append(
+                Violation(
+                    "liveness",
+                    "bounced",
+                    f"fault {outcome.fault_id} ({outcome.name}) stopped the leader-only command "
+                    f"(token {outcome.token_before}): a ZooKeeper restart must not bounce it",
+                    outcome.start,
+                    outcome.healed,
+                    {"fault_id": outcome.fault_id, "fault": outcome.name},
                 )
             )
     failovers: dict[str, float] = {}

@@ -282,6 +282,35 @@ class _KillLeader(_ServerFault):
         return Target(f"zk{server.myid}", servers=(server,))
 
 
+class _RollingRestart(_ServerFault):
+    """Restart every follower server in turn (stopped, started, serving again): routine
+    maintenance that a leader riding on its lease must not notice. The ZooKeeper leader's own
+    restart is ``zk-kill-leader``. The checker calls any stop of the command a bounce."""
+
+    name = "zk-rolling-restart"
+    holds = (0.5, 0.5, 1.0)
+
+    async def choose(self, world: World, rng: random.Random) -> Target | None:
+        assert world.ensemble is not None
+        try:
+            leader = await asyncio.to_thread(world.ensemble.leader, timeout_s=5.0)
+        except TimeoutError:
+            return None
+        followers = tuple(server for server in world.ensemble.servers if server is not leader)
+        return Target(",".join(f"zk{server.myid}" for server in followers), servers=followers)
+
+    async def inject(self, world: World, target: Target) -> None:
+        ensemble = world.ensemble
+        assert ensemble is not None
+        for server in target.servers:
+            await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(server.start, timeout_s=_SERVER_START_S)
+            await asyncio.to_thread(ensemble.wait_quorum)
+
+    async def heal(self, world: World, target: Target) -> None:
+        pass  # every server serves again already
+
+
 class _QuorumLoss(_ServerFault):
     """Stop a majority of the servers (the leader's among them), then start them again."""
 
@@ -695,6 +724,7 @@ FAULTS: dict[str, type[Fault]] = {
         _Pause,
         _KillConnected,
         _KillLeader,
+        _RollingRestart,
         _QuorumLoss,
         _Isolate,
         _DeletePath,
