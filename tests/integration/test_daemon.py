@@ -453,8 +453,18 @@ def test_hooks_run_with_the_term_environment(
     def read_env(path: Path) -> dict[str, str]:
         return dict(line.split("=", 1) for line in path.read_text().splitlines())
 
-    assert read_env(elected_env) == record.env
-    assert read_env(revoked_env) == record.env
+    transition_variables = {
+        "ELECTION_EVENT",
+        "ELECTION_STATE",
+        "ELECTION_REASON",
+        "ELECTION_PREVIOUS_LEADER",
+    }
+    elected_hook, revoked_hook = read_env(elected_env), read_env(revoked_env)
+    for hook_env in (elected_hook, revoked_hook):
+        assert {k: v for k, v in hook_env.items() if k not in transition_variables} == record.env
+    assert (elected_hook["ELECTION_EVENT"], elected_hook["ELECTION_STATE"]) == ("elected", "leading")
+    assert (revoked_hook["ELECTION_EVENT"], revoked_hook["ELECTION_STATE"]) == ("revoked", "stopped")
+    assert (elected_hook["ELECTION_REASON"], revoked_hook["ELECTION_REASON"]) == ("", "stopped")
     finished = daemon.events("hook_finished")
     assert [(e["name"], e["exit_code"], e["timed_out"]) for e in finished] == [
         ("elected", 0, False),

@@ -24,7 +24,7 @@ from election_daemon.testing import TcpProxy
 
 T = 2.0  # session timeout for these tests
 
-ROUTES = ("/health", "/leader", "/status", "/metrics")
+ROUTES = ("/liveness", "/readiness", "/health", "/leader", "/follower", "/status", "/metrics")
 
 SLACK_S = 1.0
 """Added to latency bounds: a loaded 2-core machine runs other test suites at the same time."""
@@ -103,6 +103,18 @@ async def test_every_endpoint_on_leader_and_follower(zk_hosts: str, zk_path: str
         assert await p1.get_json("/health") == (200, {"healthy": True, "session": "connected"})
         assert await p0.get_json("/leader") == (200, {"leader": True, "token": term.token})
         assert await p1.get_json("/leader") == (503, {"leader": False, "token": None})
+        assert await p0.get_json("/follower") == (
+            503,
+            {"follower": False, "healthy": True, "state": "leading"},
+        )
+        assert await p1.get_json("/follower") == (
+            200,
+            {"follower": True, "healthy": True, "state": "following"},
+        )
+        for p in (p0, p1):
+            assert await p.get_json("/readiness") == await p.get_json("/health")
+        assert await p0.get_json("/liveness") == (200, {"alive": True, "state": "leading"})
+        assert await p1.get_json("/liveness") == (200, {"alive": True, "state": "following"})
 
         code, leading = await p0.get_json("/status")
         assert code == 200
@@ -190,6 +202,10 @@ async def test_health_follows_a_cut_off_session_and_its_return(
         # The lease runs out 2T/3 after the last answered request.
         await wait_for_code(cut, "/health", 503, timeout_s=T + SLACK_S)
         assert await cut.status_code("/leader") == 503
+        # Not ready, not a usable follower either, but alive: no liveness probe restarts it.
+        assert await cut.status_code("/readiness") == 503
+        assert await cut.status_code("/follower") == 503
+        assert await cut.get_json("/liveness") == (200, {"alive": True, "state": cut.election.state.value})
         looked_up = time.monotonic()
         code, status = await cut.get_json("/status")
         assert time.monotonic() - looked_up < 1.0 + SLACK_S
@@ -201,7 +217,9 @@ async def test_health_follows_a_cut_off_session_and_its_return(
         await eventually(lambda: cut.election.state is ElectionState.FOLLOWING, timeout_s=T, what="rejoin")
         assert await cut.get_json("/health") == (200, {"healthy": True, "session": "connected"})
         assert await cut.status_code("/leader") == 503
+        assert await cut.status_code("/follower") == 200
         assert await other.status_code("/leader") == 200
+        assert await other.status_code("/follower") == 503
 
 
 async def wait_for_code(p: Participant, route: str, code: int, *, timeout_s: float) -> None:
