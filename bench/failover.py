@@ -354,7 +354,14 @@ class _Bench:
             path,
             identity=name,
             session_timeout_s=self.session_timeout_s,
-            options=("--log-format", "json", *(self._tls_options() if tls else ())),
+            # The command's own line (its start time) on the daemon's stdout, as written.
+            options=(
+                "--log-format",
+                "json",
+                "--child-output",
+                "inherit",
+                *(self._tls_options() if tls else ()),
+            ),
             command=_COMMAND,
         )
         return await self.spawn(name, daemon_argv(args), daemon_environment())

@@ -69,7 +69,8 @@ class Fleet:
             hosts,
             ELECTION_PATH,
             session_timeout_s=session_timeout_s,
-            options=("--log-format", "json"),
+            # The command's lines on the daemon's stdout, as written ("... command says: ").
+            options=("--log-format", "json", "--child-output", "inherit"),
         )
         self._env = daemon_environment({"PYTHONUNBUFFERED": "1"})
         self._daemons: list[_Daemon] = []

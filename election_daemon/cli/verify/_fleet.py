@@ -156,7 +156,16 @@ class Fleet:
             self.path,
             identity=participant.name,
             session_timeout_s=self.session_timeout_s,
-            options=("--on-child-exit", "rejoin", "--log-format", "json", *self._daemon_options),
+            # The workload's JSON lines reach the run on the daemon's stdout, as written.
+            options=(
+                "--on-child-exit",
+                "rejoin",
+                "--log-format",
+                "json",
+                "--child-output",
+                "inherit",
+                *self._daemon_options,
+            ),
             command=command,
         )
         with (self._log_dir / f"{participant.name}.stderr").open("ab") as stderr:
