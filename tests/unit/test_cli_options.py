@@ -6,6 +6,7 @@ import pytest
 
 from election_daemon.cli.observe import ObserveOptions, observer_command
 from election_daemon.cli.options import OperationError, exit_code_for, guarded, load
+from election_daemon.cli.run import DAEMON, build_daemon_parser
 from election_daemon.daemon.exitcodes import ExitCode
 from election_daemon.errors import (
     ChildError,
@@ -108,3 +109,37 @@ def test_verify_reads_no_environment() -> None:
     from election_daemon.cli.verify._options import parse_options
 
     assert parse_options(["--quick"]).hosts is None
+
+
+def test_the_daemon_s_run_mode_options_are_rows_of_the_one_table() -> None:
+    for name in ("child-output", "on-change", "try", "once"):
+        assert name in DAEMON.options
+    help_text = build_daemon_parser().format_help()
+    for text in (
+        "--child-output inherit|stderr|log",
+        "--on-change CMD",
+        "--try SECONDS",
+        "--once",
+        "ELECTION_DAEMON_CHILD_OUTPUT",
+        "ELECTION_DAEMON_TRY",
+        "11  NOT_ELECTED",
+    ):
+        assert text in help_text, text
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["--try", "2.5"], {}, {"try_s": 2.5}),
+        ([], {"ELECTION_DAEMON_TRY": "7"}, {"try_s": 7.0}),
+        (["--once"], {}, {"once": True}),
+        (["--no-once"], {"ELECTION_DAEMON_ONCE": "1"}, {"once": False}),
+        (["--child-output", "log"], {"ELECTION_DAEMON_CHILD_OUTPUT": "stderr"}, {"child_output": "log"}),
+        ([], {"ELECTION_DAEMON_ON_CHANGE": "notify.sh"}, {"on_change": "notify.sh"}),
+    ],
+)
+def test_run_mode_options_from_flags_and_environment(
+    argv: list[str], environ: dict[str, str], expected: dict[str, object]
+) -> None:
+    values = load(DAEMON, ["--hosts", "zk", "--path", "/p", *argv], environ).values()
+    assert {key: values[key] for key in expected} == expected
