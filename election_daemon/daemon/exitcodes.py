@@ -71,8 +71,9 @@ class ExitCode(enum.IntEnum):
 
 
 _CHILD_STATUS_NOTE = (
-    "With --on-child-exit exit (the default), the daemon exits with the leader-only command's "
-    "own status (128+N when signal N killed it), which can coincide with the codes above."
+    "With --on-child-exit exit (the default) and with --once, the daemon exits with the "
+    "leader-only command's own status (128+N when signal N killed it), which can coincide "
+    "with the codes above."
 )
 
 
