@@ -188,17 +188,9 @@ def transition_environment(transition: Transition) -> dict[str, str]:
 
 
 def previous_leader(transition: Transition) -> str:
-    """The identity of the leader before this transition's term, if the election knows it; else "".
-
-    The one place that reads it: transitions do not carry it yet (published terms will), so
-    ``ELECTION_PREVIOUS_LEADER`` is empty until a ``previous_leader`` attribute (an identity, or
-    an object with ``identity`` or ``id``) appears on :class:`Transition`.
-    """
-    known = getattr(transition, "previous_leader", None)
-    for value in (known, getattr(known, "identity", None), getattr(known, "id", None)):
-        if isinstance(value, str):
-            return value
-    return ""
+    """The identity of the leader before this transition's term, if the election knows it
+    (``elected`` names it from the published term it replaced); else ""."""
+    return transition.previous_id or ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ class FakeTransition:
     token: int | None = None
     node: str | None = None
     error: BaseException | None = None
+    previous_id: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
         return {

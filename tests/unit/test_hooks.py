@@ -7,7 +7,6 @@ import shlex
 import signal
 import time
 from collections.abc import MutableMapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -188,19 +187,13 @@ def test_a_hook_learns_the_event_state_and_reason() -> None:
     assert transition_environment(elected)["ELECTION_REASON"] == ""
 
 
-def test_the_previous_leader_is_read_in_one_place() -> None:
-    @dataclass
-    class Published:
-        identity: str
-
-    @dataclass
-    class WithPrevious:
-        previous_leader: object
-
+def test_the_previous_leader_comes_from_the_published_term() -> None:
     assert previous_leader(transition()) == ""
-    assert previous_leader(WithPrevious("billing-b")) == "billing-b"  # type: ignore[arg-type]
-    assert previous_leader(WithPrevious(Published("billing-c"))) == "billing-c"  # type: ignore[arg-type]
-    assert previous_leader(WithPrevious(None)) == ""  # type: ignore[arg-type]
+    elected = transition(
+        event=Event.ELECTED, state=ElectionState.LEADING, reason=None, previous_id="billing-b"
+    )
+    assert previous_leader(elected) == "billing-b"
+    assert transition_environment(elected)["ELECTION_PREVIOUS_LEADER"] == "billing-b"
 
 
 async def test_a_hook_waits_for_its_gate_and_every_later_hook_waits_too(tmp_path: Path, log: Any) -> None:

@@ -57,6 +57,7 @@ class FakeParticipant:
     is_leader: bool
     priority: int = 0
     recipe: Recipe = Recipe.NATIVE
+    is_next: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
