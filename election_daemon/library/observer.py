@@ -43,7 +43,7 @@ from election_daemon.errors import (
 )
 from election_daemon.library import terms
 from election_daemon.library._options import connection_options
-from election_daemon.library._zk import ZKClient, ZooKeeper, first_of
+from election_daemon.library._zk import ZKClient, ZooKeeper
 from election_daemon.library.acl import AclEntry
 from election_daemon.library.broadcast import Broadcast
 from election_daemon.library.candidacy import Participant, read_queue
@@ -285,7 +285,8 @@ class Observer:
         session = self._require_started()
         await session.wait_connected()
         participants = tuple(await read_queue(session.zk, self.path))
-        leader = participants[0] if participants else None
+        # Only a head with a recorded term leads (see read_queue); one not yet taken over is next.
+        leader = participants[0] if participants and participants[0].is_leader else None
         now = time.time()
         view = self._view
         if view is not None and leader is not None and _token(view.leader) == leader.token:
@@ -502,12 +503,26 @@ def _why_it_ended(
 
 
 def _either(a: asyncio.Future[None], b: asyncio.Future[None]) -> asyncio.Future[None]:
-    """A future done when ``a`` or ``b`` is; cancelling it cancels both (their watches go)."""
-    either = asyncio.ensure_future(first_of(a, b))
+    """A future done when ``a`` or ``b`` is; cancelling it cancels both (their watches go).
+
+    A plain future, not a task: cancel() must take effect at once, as _follow_once reads
+    ``cancelled()`` right after it to tell a fired watch from a lost connection.
+    """
+    either: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def _settle(f: asyncio.Future[None]) -> None:
+        if either.done():
+            return
+        if f.cancelled():
+            either.cancel()  # a watch given up (its request failed), as a single watch would be
+        else:
+            either.set_result(None)
 
     def _cancel_both(_f: asyncio.Future[None]) -> None:
         a.cancel()
         b.cancel()
 
+    a.add_done_callback(_settle)
+    b.add_done_callback(_settle)
     either.add_done_callback(_cancel_both)
     return either

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Sequence
 
-from election_daemon import Election, Transition
+from election_daemon import Election, Term, Transition
 
 T = 2.0
 """The session timeout these tests use: short, so faults heal quickly."""
@@ -39,6 +41,25 @@ async def running(elections: Sequence[Election]) -> AsyncIterator[Sequence[Elect
         for e in elections:
             with contextlib.suppress(Exception):
                 await e.stop()
+
+
+async def recorded_leadership(election: Election, timeout_s: float = 10.0) -> Term:
+    """Wait until ``election`` leads AND its term is recorded, so observers name it leader.
+
+    wait_for_leadership() returns as soon as it leads; the record (.terms) follows a round
+    trip later, and until then observers rightly show it as next, not leader.
+    """
+    deadline = time.monotonic() + timeout_s
+    term = await election.wait_for_leadership(timeout_s)
+    while True:
+        shown = await election.leader()
+        if shown is not None and shown.token == term.token:
+            return term
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{election.identity}'s term {term.token} is not recorded after {timeout_s:g} s"
+            )
+        await asyncio.sleep(0.01)
 
 
 def leaders(elections: Sequence[Election]) -> list[Election]:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import aiozk
 import pytest
 from _daemons import Daemons, LogEvent, run_daemon
-from _elections import running
+from _elections import recorded_leadership, running
 from _waits import eventually
 
 from election_daemon import ConfigError, Election, SessionLostError
@@ -55,6 +55,11 @@ def queue_length(observer: Observer) -> int:
     return -1 if view is None else len(view.participants)
 
 
+def leader_id(observer: Observer) -> str | None:
+    view = observer.latest()
+    return None if view is None or view.leader is None else view.leader.id
+
+
 def ids(change: LeaderChange) -> tuple[str | None, str | None]:
     return (
         change.previous.id if change.previous is not None else None,
@@ -67,7 +72,7 @@ def ids(change: LeaderChange) -> tuple[str | None, str | None]:
 
 async def test_snapshot_lists_the_queue_leader_first(zk_hosts: str, zk_path: str) -> None:
     async with running(make(zk_hosts, zk_path, 3)) as es:
-        term = await es[0].wait_for_leadership(10)
+        term = await recorded_leadership(es[0])
         async with Observer(zk_hosts, zk_path, session_timeout_s=T) as observer:
             snapshot = await observer.snapshot()
     assert [p.id for p in snapshot.participants] == ["p0", "p1", "p2"]
@@ -165,11 +170,14 @@ async def test_an_expired_observer_session_reports_no_change(zk_hosts: str, zk_p
             await expire_until_renewed(zk_hosts, observer)
             await es[0].stop()
             term1 = await es[1].wait_for_leadership(10)
-            [change] = await changes.wait_for(1)
+            moves = await until_leader(changes, 0, "p1")
             changes.close()
-    assert ids(change) == ("p0", "p1")
-    assert change.previous is not None and change.previous.token == term0.token
-    assert change.token == term1.token
+    # The renewed session saw the handover and nothing else: p0 -> p1, or p0 -> nobody -> p1
+    # when it read between p0's end and p1's recorded term.
+    assert [ids(m) for m in moves] in ([("p0", "p1")], [("p0", None), (None, "p1")])
+    assert moves[0].previous is not None and moves[0].previous.token == term0.token
+    assert moves[0].reason == "stopped"
+    assert moves[-1].token == term1.token
 
 
 async def test_a_change_made_while_cut_off_is_reported_once_back(
@@ -194,13 +202,15 @@ async def test_a_change_made_while_cut_off_is_reported_once_back(
             await eventually(lambda: bool(views) and not views[-1].connected, timeout_s=3 * T, what="cut off")
             cut_view = views[-1]
             await es[0].stop()
-            await es[1].wait_for_leadership(10)
+            await recorded_leadership(es[1])
             proxy.restore()
             [change] = await changes.wait_for(1, timeout_s=8 * T)
             await eventually(lambda: views[-1].connected and views[-1].leader is not None, what="back")
             changes.close()
             viewer.cancel()
     assert ids(change) == ("p0", "p1")
+    # It missed p0's record, but p1's names the term it replaced and how that ended.
+    assert change.reason == "stopped"
     # It took over while the observer was away: it cannot have led since before the cut.
     assert views[-1].leader_since is not None and views[-1].leader_since >= cut_view.taken_at
     assert not views[-1].takeover_seen
@@ -234,6 +244,81 @@ async def test_invalid_observer_configuration_names_the_field() -> None:
         Observer("127.0.0.1:2181", "/e", connect_timeout_s=float("nan"))
 
 
+async def test_an_observer_never_names_as_leader_a_head_without_a_recorded_term(
+    zk_hosts: str, zk_path: str
+) -> None:
+    # A node made by hand: a valid contender's name and data, first in the queue, but no term
+    # recorded. It is next (it would lead once it took over), never leader.
+    hand = ZooKeeper.create(zk_hosts, chroot=None, session_timeout_s=T)
+    await hand.start(connect_timeout_s=10)
+    try:
+        await hand.ensure_path(zk_path)
+        node, _ = await hand.create_ephemeral_sequential(
+            f"{zk_path}/_c_{'b' * 32}-", encode_node_data("by-hand", {"n": -1})
+        )
+        observer = Observer(zk_hosts, zk_path, session_timeout_s=T)
+        changes = Collector(observer.changes())
+        async with observer:
+            snapshot = await observer.snapshot()
+            [election] = make(zk_hosts, zk_path, 1)
+            async with running([election]):
+                # Queued behind the hand-made head: it waits, and nobody leads meanwhile.
+                await eventually(lambda: queue_length(observer) == 2, what="p0 in the view")
+                view = observer.latest()
+                assert election.term is None and await election.leader() is None
+                code, out, _ = await status("--hosts", zk_hosts, "--path", zk_path, "--json")
+                text_code, text, _ = await status("--hosts", zk_hosts, "--path", zk_path)
+            assert changes.items == []
+        changes.close()
+    finally:
+        await hand.close()
+    for seen in (snapshot, view):
+        assert seen is not None and seen.leader is None
+        head = seen.participants[0]
+        assert (head.id, head.node, head.is_leader, head.is_next) == ("by-hand", node, False, True)
+        assert head.term_started_at is None and head.as_dict()["token"] is None
+    assert view is not None
+    assert [(p.id, p.is_leader, p.is_next) for p in view.participants[1:]] == [("p0", False, False)]
+    record = json.loads(out)
+    assert code == ExitCode.OPERATION_FAILED and record["leader"] is None
+    assert [(p["id"], p["is_leader"], p["is_next"], p["token"]) for p in record["participants"]] == [
+        ("by-hand", False, True, None),
+        ("p0", False, False, None),
+    ]
+    lines = text.splitlines()
+    assert text_code == ExitCode.OPERATION_FAILED
+    assert lines[0] == f"{zk_path}: no leader; next by-hand (taking over)"
+    assert lines[2].split()[:3] == [">", "by-hand", "native"]  # no token: it holds none
+
+
+async def test_a_change_names_how_the_term_ended_expired_or_stopped(zk_hosts: str, zk_path: str) -> None:
+    observer = Observer(zk_hosts, zk_path, session_timeout_s=T)
+    changes = Collector(observer.changes())
+    with Daemons() as daemons:
+        killed = daemons.start(zk_hosts, zk_path, identity="killed", session_timeout_s=T)
+        elected = await asyncio.to_thread(killed.wait_for, "elected", timeout_s=30)
+        [p1] = make(zk_hosts, zk_path, 2)[1:]
+        async with observer, running([p1]):
+            await eventually(
+                lambda: queue_length(observer) == 2 and leader_id(observer) == "killed",
+                what="killed leading with p1 queued",
+            )
+            killed.kill()  # SIGKILL: no goodbye, its session expires after T
+            term1 = await p1.wait_for_leadership(10 * T)
+            moves = await until_leader(changes, 0, "p1")
+            await p1.stop()
+            [stopped] = (await changes.wait_for(len(changes.items) + 1))[-1:]
+        changes.close()
+    # The first view may have shown it next, before its term was recorded: (None -> killed).
+    [start] = [i for i, m in enumerate(moves) if ids(m)[0] == "killed"]
+    moves = moves[start:]
+    expired = moves[0]
+    assert ids(expired)[0] == "killed" and expired.reason == "session_expired"
+    assert expired.previous is not None and expired.previous.token == elected["token"]
+    assert moves[-1].token == term1.token and len(moves) in (1, 2)
+    assert ids(stopped) == ("p1", None) and stopped.reason == "stopped"
+
+
 # -- status ------------------------------------------------------------------------------
 
 
@@ -246,7 +331,7 @@ async def test_status_json_lists_everyone_leader_first_through_a_failover(
     zk_hosts: str, zk_path: str
 ) -> None:
     async with running(make(zk_hosts, zk_path, 3)) as es:
-        term0 = await es[0].wait_for_leadership(10)
+        term0 = await recorded_leadership(es[0])
         code, out, err = await status("--hosts", zk_hosts, "--path", zk_path, "--json")
         assert (code, err) == (0, ""), err
         record = json.loads(out)
@@ -258,10 +343,15 @@ async def test_status_json_lists_everyone_leader_first_through_a_failover(
         assert record["leader"]["session_id"] == f"0x{term0.session_id:x}"
         assert record["leader"]["is_leader"] is True and record["leader"]["data"] == {"n": 0}
         assert [p["is_leader"] for p in record["participants"]] == [True, False, False]
+        assert [p["is_next"] for p in record["participants"]] == [False, False, False]
+        # Only the leader holds a token; the others show their node's czxid as such.
+        assert [p["token"] for p in record["participants"][1:]] == [None, None]
+        assert record["leader"]["czxid"] == term0.token
+        assert record["leader"]["term_started_at"] is not None
         assert isinstance(record["leader_for_s"], float) and record["leader_for_s"] >= 0
 
         await es[0].stop()
-        term1 = await es[1].wait_for_leadership(10)
+        term1 = await recorded_leadership(es[1])
         code, out, _ = await status(
             "--json", env={"ELECTION_DAEMON_HOSTS": zk_hosts, "ELECTION_DAEMON_PATH": zk_path}
         )
@@ -276,7 +366,7 @@ async def test_status_text_is_aligned_and_escapes_what_contenders_publish(
 ) -> None:
     evil = "evil\x1b[2J\u202e\x07" + "e" * 500
     async with running(make(zk_hosts, zk_path, 1)) as es:
-        term = await es[0].wait_for_leadership(10)
+        term = await recorded_leadership(es[0])
         # Any session that may write under the path can publish anything: a foreign contender.
         foreign = ZooKeeper.create(zk_hosts, chroot=None, session_timeout_s=T)
         await foreign.start(connect_timeout_s=10)
@@ -359,28 +449,34 @@ def leader_changes(events: list[LogEvent]) -> list[LogEvent]:
 async def test_watch_reports_a_failover_with_its_tokens(zk_hosts: str, zk_path: str) -> None:
     with Daemons() as daemons:
         async with running(make(zk_hosts, zk_path, 2)) as es:
-            term0 = await es[0].wait_for_leadership(10)
+            term0 = await recorded_leadership(es[0])
             watch = daemons.start_args(watch_args(zk_hosts, zk_path), name="watch")
             observed = await asyncio.to_thread(watch.wait_for, "leader_observed", timeout_s=30)
             assert (observed["id"], observed["token"], observed["state"]) == ("p0", term0.token, "leading")
             await es[0].stop()
             term1 = await es[1].wait_for_leadership(10)
-            changed = await asyncio.to_thread(watch.wait_for, "leader_changed", timeout_s=20)
+            changed = await asyncio.to_thread(
+                watch.wait_for, "leader_changed", lambda e: e["id"] == "p1", timeout_s=20
+            )
+            # p0 -> p1, or p0 -> nobody -> p1 if watch read before p1 recorded its term.
+            left = watch.wait_for("leader_changed")
         assert list(changed)[: len(SCHEMA_KEYS)] == list(SCHEMA_KEYS)
         assert changed["state"] == "leading" and changed["previous_state"] is None
-        assert (changed["previous_id"], changed["previous_token"]) == ("p0", term0.token)
+        assert (left["previous_id"], left["previous_token"]) == ("p0", term0.token)
+        assert left["path"] == zk_path and left["reason"] == "stopped"
+        assert left is changed or (left["id"], changed["previous_id"]) == (None, None)
         assert (changed["id"], changed["token"]) == ("p1", term1.token)
         assert changed["session_id"] == f"0x{term1.session_id:x}"
-        assert changed["path"] == zk_path and changed["reason"] == "leader_left"
         assert changed["timestamp"].endswith("Z")
         # The last contender left too: "no leader" is a change.
         emptied = await asyncio.to_thread(
-            watch.wait_for, "leader_changed", lambda e: e["id"] is None, timeout_s=20
+            watch.wait_for, "leader_changed", lambda e: e["previous_id"] == "p1", timeout_s=20
         )
-        assert emptied["state"] is None and emptied["previous_id"] == "p1"
+        assert emptied["state"] is None and emptied["id"] is None
+        assert emptied["reason"] == "stopped"
         watch.terminate()
         assert await asyncio.to_thread(watch.wait, 10) == 0
-        assert len(leader_changes(watch.events())) == 2
+        assert len(leader_changes(watch.events())) == (2 if left is changed else 3)
         assert watch.stderr == ""
 
 
@@ -422,22 +518,25 @@ async def test_watch_rides_through_a_killed_server_without_a_false_change(
             assert es[0].term is not None and es[0].term.token == term0.token
             await es[0].stop()
             term1 = await es[1].wait_for_leadership(30)
-            changed = await asyncio.to_thread(watch.wait_for, "leader_changed", timeout_s=30)
-        assert (changed["previous_id"], changed["previous_token"]) == ("p0", term0.token)
+            changed = await asyncio.to_thread(
+                watch.wait_for, "leader_changed", lambda e: e["id"] == "p1", timeout_s=30
+            )
+            left = watch.wait_for("leader_changed")
+        assert (left["previous_id"], left["previous_token"]) == ("p0", term0.token)
         assert (changed["id"], changed["token"]) == ("p1", term1.token)
         watch.terminate()
         assert await asyncio.to_thread(watch.wait, 10) == 0
-        # The only changes are the real ones: the handover, then p1 leaving at the end.
-        assert [(e["previous_id"], e["id"]) for e in leader_changes(watch.events())] in (
-            [("p0", "p1")],
-            [("p0", "p1"), ("p1", None)],
-        )
+        # The only changes are the real ones: the handover (through "no leader" if watch read
+        # before p1 recorded its term), then maybe p1 leaving at the end.
+        seen = [(e["previous_id"], e["id"]) for e in leader_changes(watch.events())]
+        handover = [("p0", "p1")] if left is changed else [("p0", None), (None, "p1")]
+        assert seen in (handover, [*handover, ("p1", None)])
 
 
 async def test_watch_prints_lines_for_people(zk_hosts: str, zk_path: str) -> None:
     with Daemons() as daemons:
         async with running(make(zk_hosts, zk_path, 2)) as es:
-            term0 = await es[0].wait_for_leadership(10)
+            term0 = await recorded_leadership(es[0])
             watch = daemons.start_args(
                 ["watch", "--hosts", zk_hosts, "--path", zk_path, "--session-timeout", "2"], name="watch"
             )
@@ -447,7 +546,11 @@ async def test_watch_prints_lines_for_people(zk_hosts: str, zk_path: str) -> Non
             assert f"watching {zk_path}: leader p0 (token {term0.token}), leading for at most" in first
             await es[0].stop()
             term1 = await es[1].wait_for_leadership(10)
-            line = await asyncio.to_thread(watch.wait_for_line, lambda line: "changed" in line, timeout_s=20)
-        assert f"leader changed: p0 (token {term0.token}) -> p1 (token {term1.token})  (leader_left)" in line
+            arrived = f"-> p1 (token {term1.token})"
+            await asyncio.to_thread(watch.wait_for_line, lambda line: arrived in line, timeout_s=20)
+            left = watch.wait_for_line(lambda line: "changed" in line)
+        # At once, or through "no leader" if watch read before p1 recorded its term.
+        assert f"leader changed: p0 (token {term0.token}) -> " in left and left.endswith("  (stopped)")
+        assert arrived in left or f"leader changed: no leader {arrived}" in "\n".join(watch.lines)
         watch.send_signal(2)  # SIGINT, as Ctrl-C
         assert await asyncio.to_thread(watch.wait, 10) == 0
