@@ -360,9 +360,11 @@ class Daemon:
         if session.state is SessionState.CONNECTED:
             return None
         for_s = time.monotonic() - session.last_change_monotonic
+        trouble = f"ZooKeeper session {session.state.value} for {for_s:.0f} s"
+        if session.state is SessionState.CONNECTING:  # no lease yet
+            return trouble
         lease_s = session.lease_remaining_s()
-        lease = "lease expired" if lease_s <= 0 else f"lease {lease_s:.1f} s left"
-        return f"ZooKeeper session {session.state.value} for {for_s:.0f} s, {lease}"
+        return f"{trouble}, lease expired" if lease_s <= 0 else f"{trouble}, lease {lease_s:.1f} s left"
 
     def _child_env(self, token: int | None, node: str | None) -> dict[str, str]:
         return {

@@ -166,6 +166,8 @@ class Watchdog:
         """Ping until cancelled."""
         withheld_for: str | None = None
         while True:
+            # From the tick's start: a loop blocked between the ping and the sleep counts too.
+            ticked_at = self._clock()
             problem = self._unhealthy()
             if problem is None:
                 self._notifier.watchdog()
@@ -175,9 +177,8 @@ class Watchdog:
                     reason=f"{problem}: no more WATCHDOG=1, systemd will abort and restart the daemon",
                 )
             withheld_for = problem
-            asleep_at = self._clock()
             await asyncio.sleep(self.period_s)
-            late_s = self._clock() - asleep_at - self.period_s
+            late_s = self._clock() - ticked_at - self.period_s
             if late_s > self._interval_s / 4:
                 self._log.warning(
                     Event.SYSTEMD_WATCHDOG_LATE,

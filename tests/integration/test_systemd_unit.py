@@ -72,8 +72,9 @@ def _settings(unit: Path) -> dict[tuple[str, str], list[str]]:
 def unit(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """A copy of a shipped unit, as systemd would load it (a template as an instance), with
     ExecStart's program present: the test runner's own entry point stands in for the venv's."""
-    name = request.param.replace("@.", "@billing.")
-    text = (UNITS / request.param).read_text()
+    shipped: str = request.param
+    name = shipped.replace("@.", "@billing.")
+    text = (UNITS / shipped).read_text()
     assert INSTALLED_PROGRAM in text
     program = Path(sys.executable).with_name("election-daemon")
     assert program.exists(), program
