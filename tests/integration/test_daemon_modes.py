@@ -172,9 +172,9 @@ def test_try_gives_up_without_running_the_command(
 
 
 def test_try_elected_in_time_goes_on_as_usual(daemons: Daemons, zk_hosts: str, zk_path: str) -> None:
-    daemon = daemons.start(zk_hosts, zk_path, options=["--try", "5"], command=["sleep", "600"])
+    daemon = daemons.start(zk_hosts, zk_path, options=["--try", "2"], command=["sleep", "600"])
     daemon.wait_for("child_started")
-    time_limit = daemon.started_s + 5 + SLACK_S
+    time_limit = daemon.started_s + 2 + SLACK_S
     wait_until(lambda: time.monotonic() > time_limit, timeout_s=10, what="--try's deadline to pass")
     assert daemon.returncode is None and not daemon.events("not_elected")
     daemon.terminate()
