@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml scripts/ensure-venv
 	PYTHON=$(PYTHON) scripts/ensure-venv $(VENV)
 	touch $@
 
-# The tests also validate docker-compose.yml and drive the dashboard in a real browser.
+# The tests also validate docker-compose.yml, drive the dashboard in a real browser and check
+# the systemd units with systemd's own tools.
 test: $(STAMP)
-	@scripts/ensure-system-packages zookeeper docker-compose chromium curator
+	@scripts/ensure-system-packages zookeeper docker-compose chromium curator systemd
 	ELECTION_DAEMON_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast tests alone: pure logic, no ZooKeeper (seconds).
