@@ -278,8 +278,10 @@ def test_a_host_name_mismatch_is_exit_code_10_unless_explicitly_allowed(
     code, stderr, _ = refused_run(args)
     assert code == ExitCode.TLS_FAILED and "not for this host" in one_error_line(stderr)
     done = run_daemon(["status", *args, "--tls-no-verify-hostname", "--json"])
-    assert done.returncode == 0, done.stderr
+    # Connected and answered: nobody made the election path here, so status says so (exit 2).
+    assert done.returncode == ExitCode.USAGE, done.stderr
     assert "warning: --tls-no-verify-hostname" in done.stderr
+    assert f"error: --path: no election at {zk_path}: no such path" in done.stderr
 
 
 @pytest.mark.timeout(120)
