@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -296,7 +297,12 @@ class Election:
         """Every genuine live contender in queue order, the head first (of any recipe)."""
         if self._state is ElectionState.STOPPED:
             raise ElectionError("the election was stopped: its session is closed")
-        return await read_queue(self.session.zk, self.path)
+        queue = await read_queue(self.session.zk, self.path)
+        term = self.term
+        if queue and queue[0].is_next and term is not None and queue[0].node == term.node and self.is_leader:
+            # Our own term, not recorded yet (the record follows the elected edge): we know.
+            queue[0] = dataclasses.replace(queue[0], is_leader=True, is_next=False)
+        return queue
 
     @property
     def failure(self) -> ElectionError | None:
