@@ -780,8 +780,7 @@ class ZooKeeper:
 
     async def set(self, path: str, data: bytes, *, version: int = -1) -> Stat:
         """Set ``path``'s data (only at ``version`` unless it is -1)."""
-        if len(data) > MAX_WRITE_BYTES:
-            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}")
+        _check_size(data)
         request = protocol.SetDataRequest(path=self._path(path), data=data, version=version)
         response: protocol.SetDataResponse = await self._call(f"write {path}", request)
         return Stat._from_aiozk(response.stat)
@@ -802,19 +801,13 @@ class ZooKeeper:
 
     async def guarded_set(self, guard: str, path: str, data: bytes) -> Stat:
         """Set ``path``'s data in one multi that fails unless node ``guard`` exists."""
-        if len(data) > MAX_WRITE_BYTES:
-            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}")
+        _check_size(data)
         multi = protocol.TransactionRequest()
         multi.add(protocol.CheckVersionRequest(path=self._path(guard), version=-1))
         multi.add(protocol.SetDataRequest(path=self._path(path), data=data, version=-1))
         response: protocol.TransactionResponse = await self._call(f"guarded write {path}", multi)
-        guard_result, set_result = response.responses
-        # A guard that held is reported as RolledBack when the set itself failed.
-        if isinstance(guard_result, Exception) and not isinstance(guard_result, zk_exc.RolledBack):
-            raise GuardFailedError(f"guarded write {path}: guard {guard} is gone") from guard_result
-        if isinstance(set_result, Exception):
-            with _converted(f"guarded write {path}"):
-                raise set_result
+        self._raise_multi_failure(f"guarded write {path}", guard, response.responses)
+        set_result = response.responses[1]
         assert isinstance(set_result, protocol.SetDataResponse)
         return Stat._from_aiozk(set_result.stat)
 
@@ -822,8 +815,7 @@ class ZooKeeper:
         self, guard: str, path: str, data: bytes, acl: Sequence[AclEntry] | None
     ) -> None:
         """Create persistent ``path`` in one multi that fails unless node ``guard`` exists."""
-        if len(data) > MAX_WRITE_BYTES:
-            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}")
+        _check_size(data)
         multi = protocol.TransactionRequest()
         multi.add(protocol.CheckVersionRequest(path=self._path(guard), version=-1))
         create = protocol.CreateRequest(
@@ -836,8 +828,7 @@ class ZooKeeper:
 
     async def set_and_delete(self, path: str, data: bytes, node: str) -> None:
         """Set ``path``'s data and delete ``node`` in one multi: both happen, or neither."""
-        if len(data) > MAX_WRITE_BYTES:
-            raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}")
+        _check_size(data)
         multi = protocol.TransactionRequest()
         multi.add(protocol.SetDataRequest(path=self._path(path), data=data, version=-1))
         multi.add(protocol.DeleteRequest(path=self._path(node), version=-1))
@@ -960,6 +951,11 @@ def _aiozk_acl(entries: Sequence[AclEntry]) -> list[aiozk.ACL]:
         entry.perms = e.perms
         acl.append(entry)
     return acl
+
+
+def _check_size(data: bytes) -> None:
+    if len(data) > MAX_WRITE_BYTES:
+        raise DataTooLargeError(f"data is {len(data)} bytes; ZooKeeper accepts at most {MAX_WRITE_BYTES}")
 
 
 async def first_of(*aws: Awaitable[Any]) -> None:

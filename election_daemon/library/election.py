@@ -755,12 +755,15 @@ class Election:
         """Follow, then lead, while the session stays connected; returns when it does not."""
         session = self.session
         own: OwnNode | None = None
+        previous: terms.TermRecord | None = None
         predecessor_went = False
         while session.is_connected():
             if predecessor_went:
-                # We are probably first now: read the queue and our own node in one round
-                # trip. Failover time is what users measure us by.
-                position, fresh = await asyncio.gather(candidacy.position(), candidacy.read_own())
+                # We are probably first now: read the queue, our own node and the term record
+                # we would replace in one round trip. Failover time is what users measure us by.
+                position, fresh, previous = await asyncio.gather(
+                    candidacy.position(), candidacy.read_own(), terms.read(candidacy.zk, self.path)
+                )
                 own = fresh
                 if fresh.node != position.node:  # an orphan of ours was older: lead with that
                     fresh.cancel()
@@ -786,7 +789,7 @@ class Election:
             if self._state is ElectionState.FOLLOWING:
                 # Not an edge: the moment a failover begins, as this participant sees it.
                 self._set(self._state, Event.PREDECESSOR_GONE, None, force=True)
-            await self._lead(candidacy, position, own)
+            await self._lead(candidacy, position, own, previous)
             return
 
     def _set_following(self) -> None:
@@ -812,10 +815,16 @@ class Election:
             return False
         return True
 
-    async def _lead(self, candidacy: Candidacy, position: Position, own: OwnNode | None) -> None:
+    async def _lead(
+        self,
+        candidacy: Candidacy,
+        position: Position,
+        own: OwnNode | None,
+        previous: terms.TermRecord | None,
+    ) -> None:
         """Lead while our node, its owner and the session hold; hand over or resign on request."""
         session = self.session
-        ready = await self._prepare_to_lead(candidacy, position, own)
+        ready = await self._prepare_to_lead(candidacy, position, own, previous)
         if ready is None:
             return
         own, previous, handover = ready
@@ -851,17 +860,20 @@ class Election:
             own = await candidacy.read_own()
 
     async def _prepare_to_lead(
-        self, candidacy: Candidacy, position: Position, own: OwnNode | None
+        self,
+        candidacy: Candidacy,
+        position: Position,
+        own: OwnNode | None,
+        previous: terms.TermRecord | None,
     ) -> tuple[OwnNode, terms.TermRecord | None, protocol.Handover | None] | None:
         """Our node (watched), the record we would replace and a pending handover; None if we
         stepped aside for another contender instead."""
-        previous: terms.TermRecord | None = None
-        if self._state is not ElectionState.LEADING:
+        if own is None and self._state is ElectionState.LEADING:
+            own = await candidacy.read_own()
+        elif own is None:
             # The record we are about to replace names the previous leader (one round trip
             # with the read of our own node: no time added to a failover).
-            own, previous = await self._read_own_and_record(candidacy, own)
-        elif own is None:
-            own = await candidacy.read_own()
+            own, previous = await self._read_own_and_record(candidacy)
         try:
             handover = (
                 await protocol.read_handover(candidacy.zk, self.path) if position.path_has_data else None
@@ -878,13 +890,9 @@ class Election:
             raise
         return own, previous, handover
 
-    async def _read_own_and_record(
-        self, candidacy: Candidacy, own: OwnNode | None
-    ) -> tuple[OwnNode, terms.TermRecord | None]:
+    async def _read_own_and_record(self, candidacy: Candidacy) -> tuple[OwnNode, terms.TermRecord | None]:
         reads = await asyncio.gather(
-            candidacy.read_own() if own is None else _done(own),
-            terms.read(candidacy.zk, self.path),
-            return_exceptions=True,
+            candidacy.read_own(), terms.read(candidacy.zk, self.path), return_exceptions=True
         )
         fresh, previous = reads
         if isinstance(fresh, BaseException):
@@ -1068,7 +1076,3 @@ def _timer(delay_s: float) -> asyncio.Future[None]:
     handle = loop.call_later(delay_s, fire)
     fut.add_done_callback(lambda _f: handle.cancel())
     return fut
-
-
-async def _done(value: OwnNode) -> OwnNode:
-    return value

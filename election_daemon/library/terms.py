@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from election_daemon.errors import NodeExistsError, NoNodeError
 from election_daemon.library import payload
-from election_daemon.library.events import Reason
+from election_daemon.library.events import REQUESTED_REVOCATIONS, Reason
 from election_daemon.library.limits import MAX_IDENTITY_BYTES
 from election_daemon.library.recipes import parse_contender
 
@@ -63,7 +63,7 @@ TERM_NODE = "_term"
 """The record's node name under the election path."""
 
 # Reasons a recorded term may end with: the requested exits (others leave no "ended").
-_ENDINGS = frozenset({Reason.RESIGNED, Reason.STEP_DOWN, Reason.PRIORITY_HANDOVER, Reason.STOPPED})
+_ENDINGS = REQUESTED_REVOCATIONS
 
 
 def term_path(path: str) -> str:
