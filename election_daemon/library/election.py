@@ -755,15 +755,12 @@ class Election:
         """Follow, then lead, while the session stays connected; returns when it does not."""
         session = self.session
         own: OwnNode | None = None
-        previous: terms.TermRecord | None = None
         predecessor_went = False
         while session.is_connected():
             if predecessor_went:
-                # We are probably first now: read the queue, our own node and the term record
-                # we would replace in one round trip. Failover time is what users measure us by.
-                position, fresh, previous = await asyncio.gather(
-                    candidacy.position(), candidacy.read_own(), terms.read(candidacy.zk, self.path)
-                )
+                # We are probably first now: read the queue and our own node in one round
+                # trip. Failover time is what users measure us by.
+                position, fresh = await asyncio.gather(candidacy.position(), candidacy.read_own())
                 own = fresh
                 if fresh.node != position.node:  # an orphan of ours was older: lead with that
                     fresh.cancel()
@@ -789,7 +786,7 @@ class Election:
             if self._state is ElectionState.FOLLOWING:
                 # Not an edge: the moment a failover begins, as this participant sees it.
                 self._set(self._state, Event.PREDECESSOR_GONE, None, force=True)
-            await self._lead(candidacy, position, own, previous)
+            await self._lead(candidacy, position, own)
             return
 
     def _set_following(self) -> None:
@@ -815,16 +812,10 @@ class Election:
             return False
         return True
 
-    async def _lead(
-        self,
-        candidacy: Candidacy,
-        position: Position,
-        own: OwnNode | None,
-        previous: terms.TermRecord | None,
-    ) -> None:
+    async def _lead(self, candidacy: Candidacy, position: Position, own: OwnNode | None) -> None:
         """Lead while our node, its owner and the session hold; hand over or resign on request."""
         session = self.session
-        ready = await self._prepare_to_lead(candidacy, position, own, previous)
+        ready = await self._prepare_to_lead(candidacy, position, own)
         if ready is None:
             return
         own, previous, handover = ready
@@ -860,20 +851,26 @@ class Election:
             own = await candidacy.read_own()
 
     async def _prepare_to_lead(
-        self,
-        candidacy: Candidacy,
-        position: Position,
-        own: OwnNode | None,
-        previous: terms.TermRecord | None,
+        self, candidacy: Candidacy, position: Position, own: OwnNode | None
     ) -> tuple[OwnNode, terms.TermRecord | None, protocol.Handover | None] | None:
         """Our node (watched), the record we would replace and a pending handover; None if we
         stepped aside for another contender instead."""
+        previous: terms.TermRecord | None = None
         if own is None and self._state is ElectionState.LEADING:
             own = await candidacy.read_own()
         elif own is None:
             # The record we are about to replace names the previous leader (one round trip
-            # with the read of our own node: no time added to a failover).
+            # with the read of our own node).
             own, previous = await self._read_own_and_record(candidacy)
+        elif self._state is not ElectionState.LEADING:
+            # Read after the listing that showed our predecessor gone, never beside it: sent
+            # together, the record's read could be served before a graceful leader's last
+            # write (its term marked ended, its node deleted) and the listing after it.
+            try:
+                previous = await terms.read(candidacy.zk, self.path)
+            except BaseException:
+                own.cancel()
+                raise
         try:
             handover = (
                 await protocol.read_handover(candidacy.zk, self.path) if position.path_has_data else None
@@ -938,18 +935,22 @@ class Election:
         )
         ours = candidacy.identities.ids if candidacy.identities is not None else ()
         acl = None if self.acl is None else path_acl(self.acl, ours)
+        # Known before the write is answered: a stop that cancels us mid-write still marks the
+        # record ended, and ZooKeeper applies a session's requests in order, so that mark lands
+        # after the record (or finds none and the node is deleted alone).
+        self._published = record
         try:
             await terms.publish(candidacy.zk, self.path, record, acl)
         except GuardFailedError as e:
+            self._published = None
             own.cancel()
             raise NoNodeError(f"{term.node} is gone: the term is over") from e
         except (ConnectionLossError, SessionLostError, TimeoutError):
             raise
         except ZooKeeperError as e:
             # The term is as safe without its record; observers show us as "next" meanwhile.
+            self._published = None
             _log.warning("election %s: could not record term %d: %s", self.path, term.token, e)
-            return
-        self._published = record
 
     async def _leave(self, candidacy: Candidacy, reason: Reason) -> None:
         """Delete our node; a recorded term of it is marked ended by ``reason`` in the same multi."""
