@@ -11,7 +11,13 @@ What it adds to aiozk 0.32 (see shared research ``aiozk.md``):
 - reconnection rounds retry with a short, bounded backoff (aiozk's grows to 60 s);
 - only the server saying "expired" ends a session: aiozk also drops the session when a
   handshake fails (a server still electing its leader), losing leadership for nothing;
-- watch futures that unregister themselves when abandoned;
+- watch futures that unregister themselves when abandoned, and a watch table that keeps no
+  empty entries (aiozk's ``defaultdict`` grows a key for every event nobody waits for);
+- no entries in aiozk's ``stat_cache``, which keeps the stat of every path ever answered and
+  evicts nothing: our requests go to the session directly;
+- a bound on the election requests in flight per client (:data:`MAX_IN_FLIGHT`), so that the
+  lease probe waits behind a bounded number of them however many elections share the client;
+- a count of the requests sent, by kind (:attr:`ZooKeeper.requests_sent`);
 - aiozk exceptions converted to :mod:`election_daemon.errors` at this boundary;
 - TLS (aiozk speaks plain TCP only): both of aiozk's connections (the ``srvr`` probe and the
   session's) go through an :class:`ssl.SSLContext`, the host of the connect string as the
@@ -31,6 +37,7 @@ as such so that the liveness layer treats it as suspended.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -63,6 +70,7 @@ from election_daemon.library.acl import AclEntry
 from election_daemon.library.security import DigestAuth
 
 __all__ = [
+    "MAX_IN_FLIGHT",
     "MAX_WRITE_BYTES",
     "GuardFailedError",
     "Stat",
@@ -85,6 +93,13 @@ _R = TypeVar("_R")
 # wire's limit for any write (guarded_set of a user's value); what we publish in our own
 # node is held to payload.MAX_DATA_BYTES, lower, so that every reader can decode it.
 MAX_WRITE_BYTES = 0xFFFFF - 4096
+
+# Election requests in flight per client. ZooKeeper answers a session's requests in order, so a
+# probe sent behind N of them waits for all N: ten thousand elections rejoining at once would
+# delay it past the lease (the collapse of issue 11). With this bound the probe waits behind at
+# most this many, about 10 ms of server time on loopback; throughput is unchanged, since a
+# pipeline this deep already keeps the server busy. Probes themselves are not held back.
+MAX_IN_FLIGHT = 128
 
 # aiozk's session states and client, re-exported so that nothing else imports aiozk: an
 # application that shares its client with elections (``client=``) passes an aiozk.ZKClient.
@@ -520,6 +535,35 @@ def _ignore_result(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+class _WatchTable(dict[tuple[int, str], set[Callable[[str], None]]]):
+    """aiozk's table of watch callbacks, without its growth.
+
+    aiozk keeps a ``defaultdict(set)``: dispatching an event that nobody waits for (the deletion
+    of a node whose watch we gave up) stores an empty set under its key, forever. Here a missing
+    key reads as an empty set that joins the table only once a callback is added to it, and
+    aiozk's ``pop`` of a key that was never stored is harmless.
+    """
+
+    def __missing__(self, key: tuple[int, str]) -> set[Callable[[str], None]]:
+        return _PendingEntry(self, key)
+
+    def pop(self, key: tuple[int, str], *default: Any) -> Any:
+        return super().pop(key, *(default or (None,)))
+
+
+class _PendingEntry(set[Callable[[str], None]]):
+    """An empty entry of a :class:`_WatchTable`, stored on its first ``add``."""
+
+    def __init__(self, table: _WatchTable, key: tuple[int, str]) -> None:
+        super().__init__()
+        self._table = table
+        self._key = key
+
+    def add(self, callback: Callable[[str], None]) -> None:
+        entry = self._table.setdefault(self._key, set())
+        entry.add(callback)
+
+
 class ZooKeeper:
     """A started or startable ZooKeeper client, as the election needs it.
 
@@ -530,6 +574,15 @@ class ZooKeeper:
     def __init__(self, client: ZKClient, *, owns_client: bool) -> None:
         self.client = client
         self.owns_client = owns_client
+        session = client.session
+        if not isinstance(session.watch_callbacks, _WatchTable):
+            table = _WatchTable((k, v) for k, v in session.watch_callbacks.items() if v)
+            session.watch_callbacks = table
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.requests_sent: collections.Counter[str] = collections.Counter()
+        """Requests sent through this client by aiozk request class less ``Request``
+        (``Create2``, ``GetChildren2``, ``GetData``, ``Transaction``, ...): what the benchmarks
+        and the request-count tests read. aiozk's own pings and watch re-arming are not in it."""
         # Monotonic send time of the last request the server answered: the lease's basis.
         self.last_answered_send: float | None = None
         self._answered_session: int | None = None
@@ -693,11 +746,19 @@ class ZooKeeper:
 
     # -- requests --------------------------------------------------------------------
 
-    async def _call(self, what: str, request: protocol.Request[_R]) -> _R:
+    async def _call(self, what: str, request: protocol.Request[_R], *, probe: bool = False) -> _R:
+        if probe:
+            return await self._send(what, request)
+        async with self._in_flight:
+            return await self._send(what, request)
+
+    async def _send(self, what: str, request: protocol.Request[_R]) -> _R:
+        self.requests_sent[type(request).__name__.removesuffix("Request")] += 1
         sent = time.monotonic()
         session_id = self.session_id
         with _converted(what):
-            response: _R = await self.client.send(request)
+            # The session's send, not the client's: aiozk's client caches every stat it sees.
+            response: _R = await self.client.session.send(request)
         # Only an answer on the session the request was sent on proves that session alive.
         if (
             session_id is not None
@@ -717,7 +778,7 @@ class ZooKeeper:
 
     async def sync(self, path: str) -> None:
         """A round trip through the ZooKeeper leader: our liveness probe."""
-        await self._call(f"sync {path}", protocol.SyncRequest(path=self._path(path)))
+        await self._call(f"sync {path}", protocol.SyncRequest(path=self._path(path)), probe=True)
 
     async def ensure_path(self, path: str, acl: Sequence[AclEntry] | None = None) -> None:
         """Create ``path`` and its missing ancestors; with ``acl``, ``path`` itself gets it

@@ -1,9 +1,12 @@
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiozk.connection import Connection
+from aiozk.protocol import Request
 from aiozk.states import SessionStateMachine
+
+_R = TypeVar("_R")
 
 class Session:
     hosts: list[tuple[str, int]]
@@ -20,6 +23,7 @@ class Session:
     heartbeat_task: asyncio.Task[None] | None
     started: bool
     closing: bool
+    watch_callbacks: dict[tuple[int, str], set[Callable[[str], None]]]
     def __init__(
         self,
         servers: str,
@@ -34,6 +38,7 @@ class Session:
     async def make_connection(self, host: str, port: int) -> Connection | None: ...
     async def repair_loop(self) -> None: ...
     async def set_existing_watches(self) -> None: ...
+    async def send(self, request: Request[_R]) -> _R: ...
     def event_dispatch(self, event: Any) -> None: ...
     def add_watch_callback(self, event_type: int, path: str, callback: Callable[[str], None]) -> None: ...
     def remove_watch_callback(self, event_type: int, path: str, callback: Callable[[str], None]) -> None: ...
