@@ -100,6 +100,34 @@ _TLS = "-tls"
 """The suffix of the rows that run over mutual TLS (``--tls``)."""
 _TLS_TWINS = ("graceful/library", "crash/library", "daemon/sigterm", "daemon/sigkill")
 """The plain rows that have a TLS twin (their key + ``_TLS``)."""
+_HANDOVER_STEPS: tuple[tuple[str, Literal["old", "new"], str], ...] = (
+    ("command gone", "old", "child_exited"),
+    ("node deleted", "old", "stopped"),
+    ("successor notified", "new", "predecessor_gone"),
+    ("elected", "new", "elected"),
+    ("command started", "new", "child_started"),
+    ("clock read", "new", "command_started"),
+)
+"""A daemon handover, step by step: each step ends at the first line of this event, from the
+old daemon or the new one, after the signal; it starts where the step before it ended. ``stopped``
+is the old daemon's election reporting its node deleted (the delete answered)."""
+
+
+@dataclass(frozen=True)
+class _Ratio:
+    """p50 of one row over p50 of its anchor, measured in the same run, and its target if any."""
+
+    row: str
+    anchor: str
+    limit: float | None = None
+
+
+_RATIOS = (
+    _Ratio("graceful/library", "graceful/aiozk", 0.8),
+    _Ratio("graceful/library", "graceful/kazoo"),
+    _Ratio("daemon/sigterm", "etcd/sigterm", 0.7),
+)
+"""The comparisons the report prints, with the targets of issue 11."""
 
 
 class _BenchError(Exception):
@@ -162,9 +190,20 @@ class _Result:
     """Why the row was not measured, when that is not a failure (etcd not installed)."""
     read_times: bool = False
     """Some sample used the time a line was read, for lack of the line's own ``monotonic_s``."""
+    breakdowns_s: list[list[float | None]] = field(default_factory=list)
+    """Per trial, the duration of each of :data:`_HANDOVER_STEPS` (None: a line was missing)."""
 
     def to_json(self) -> dict[str, Any]:
         samples = self.samples_s
+        breakdown = (
+            {
+                "steps": [label for label, _, _ in _HANDOVER_STEPS],
+                "trials_ms": [[_ms(step) for step in trial] for trial in self.breakdowns_s],
+                "p50_ms": [_ms(step) for step in _step_medians(self.breakdowns_s)],
+            }
+            if self.breakdowns_s
+            else None
+        )
         return {
             "key": self.row.key,
             "title": self.row.title,
@@ -178,6 +217,7 @@ class _Result:
             "error": self.error,
             "skipped": self.skipped,
             "read_times": self.read_times,
+            "breakdown": breakdown,
         }
 
     @property
@@ -185,6 +225,16 @@ class _Result:
         if self.row.target is None or not self.samples_s:
             return None
         return self.row.target.met(self.samples_s)
+
+
+def _ms(value_s: float | None) -> float | None:
+    return None if value_s is None else round(value_s * 1000, 3)
+
+
+def _step_medians(trials: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """The median of each step over the trials that have it."""
+    columns = [[step for step in column if step is not None] for column in zip(*trials, strict=True)]
+    return [statistics.median(column) if column else None for column in columns]
 
 
 def _p95(samples_s: Sequence[float]) -> float:
@@ -204,6 +254,8 @@ class _Outcome:
     samples_s: list[float]
     read_times: bool
     """A line lacked ``monotonic_s``: its time is when we read it, a little late."""
+    breakdown_s: list[float | None] | None = None
+    """A daemon handover's :data:`_HANDOVER_STEPS` (the ``daemon/sigterm`` rows only)."""
 
 
 class _Process:
@@ -471,8 +523,10 @@ class _Series:
         leading_event: str,
         stop_signal: signal.Signals,
         session_timeout_s: float,
+        breakdown: bool = False,
     ) -> None:
         self.path = path
+        self.breakdown = breakdown
         self.spawn = spawn
         self.follower_ready = follower_ready
         self.leading_event = leading_event
@@ -498,12 +552,30 @@ class _Series:
         elected = await follower.wait_event(self.leading_event, 3 * self.session_timeout_s + 10)
         old, self.leader = self.leader, follower
         await old.reap()
-        return _Outcome([elected.at_s - requested_s], not elected.has_own_time)
+        steps = _handover_steps(old, follower, requested_s) if self.breakdown else None
+        return _Outcome([elected.at_s - requested_s], not elected.has_own_time, steps)
 
     async def stop(self) -> None:
         if self.leader is not None:
             self.leader.kill_everything()
             await self.leader.reap()
+
+
+def _handover_steps(old: _Process, new: _Process, requested_s: float) -> list[float | None]:
+    """How long each of :data:`_HANDOVER_STEPS` took; None for a step whose line (or the line
+    before it) is missing or has no ``monotonic_s`` of its own."""
+    steps: list[float | None] = []
+    previous_s: float | None = requested_s
+    for _, whose, event in _HANDOVER_STEPS:
+        lines = (old if whose == "old" else new).lines
+        line = next(
+            (line for line in lines if line.name == event and line.has_own_time and line.at_s >= requested_s),
+            None,
+        )
+        at_s = line.at_s if line is not None else None
+        steps.append(at_s - previous_s if at_s is not None and previous_s is not None else None)
+        previous_s = at_s
+    return steps
 
 
 class _CutSeries:
@@ -560,6 +632,8 @@ def _scenarios(bench: _Bench) -> dict[str, list[_Planned]]:
         event: str,
         stop: signal.Signals,
         ready: Callable[[], Awaitable[None]] | None = None,
+        *,
+        breakdown: bool = False,
     ) -> _Series:
         return _Series(
             path,
@@ -568,6 +642,7 @@ def _scenarios(bench: _Bench) -> dict[str, list[_Planned]]:
             leading_event=event,
             stop_signal=stop,
             session_timeout_s=bench.session_timeout_s,
+            breakdown=breakdown,
         )
 
     def contender(kind: str, *, tls: bool = False) -> Callable[[str], Awaitable[_Process]]:
@@ -597,11 +672,12 @@ def _scenarios(bench: _Bench) -> dict[str, list[_Planned]]:
             )
             groups[group].append(((f"{group}/library{_TLS}",), tls_series))
     # etcdctl beside the daemon's SIGTERM row, which it is compared with.
-    daemon_rows: list[_Planned] = [
-        (("daemon/sigterm",), series("/bench/daemon-sigterm", daemon, "command_started", signal.SIGTERM))
-    ]
+    sigterm = series("/bench/daemon-sigterm", daemon, "command_started", signal.SIGTERM, breakdown=True)
+    daemon_rows: list[_Planned] = [(("daemon/sigterm",), sigterm)]
     if bench.tls_files is not None:
-        tls_sigterm = series(f"/bench/daemon-sigterm{_TLS}", tls_daemon, "command_started", signal.SIGTERM)
+        tls_sigterm = series(
+            f"/bench/daemon-sigterm{_TLS}", tls_daemon, "command_started", signal.SIGTERM, breakdown=True
+        )
         daemon_rows.append(((f"daemon/sigterm{_TLS}",), tls_sigterm))
     if bench.etcd is not None:
         ready = partial(bench.wait_etcd_waiter, _ETCD_LOCK)
@@ -642,6 +718,9 @@ async def _run_group(
             shown = ", ".join(
                 f"{key} {sample * 1000:.1f} ms" for key, sample in zip(keys, samples, strict=True)
             )
+            if outcome.breakdown_s is not None:
+                results[keys[0]].breakdowns_s.append(outcome.breakdown_s)
+                shown += " = " + " + ".join(_step_text(step) for step in outcome.breakdown_s)
             console.print(f"[dim]  {shown}[/dim]")
         return True
 
@@ -694,6 +773,82 @@ def _table(results: list[_Result], title: str) -> Table:
             target = f"{target} [green]met[/green]" if result.target_met else f"{target} [red]missed[/red]"
         key = f"{result.row.key}{' *' if result.read_times else ''}"
         table.add_row(key, result.row.title, str(len(samples)), *numbers, target)
+    return table
+
+
+def _step_text(step_s: float | None) -> str:
+    return "-" if step_s is None else f"{step_s * 1000:.1f}"
+
+
+def _breakdown_table(result: _Result) -> Table:
+    """One trial per line, each step of the handover, then the medians."""
+    table = Table(
+        title=f"{result.row.key}, step by step (ms): each step from the end of the one before",
+        title_justify="left",
+        title_style="bold",
+        caption=(
+            "signal → old command gone (child_exited) → old node deleted (old daemon's 'stopped') → "
+            "successor notified (new daemon's 'predecessor_gone') → 'elected' → 'child_started' → "
+            "the command reads its clock"
+        ),
+        caption_justify="left",
+    )
+    table.add_column("trial", justify="right")
+    for label, _, _ in _HANDOVER_STEPS:
+        table.add_column(label, justify="right")
+    table.add_column("total", justify="right")
+    for trial, (steps, total) in enumerate(zip(result.breakdowns_s, result.samples_s, strict=False), 1):
+        table.add_row(str(trial), *(_step_text(step) for step in steps), f"{total * 1000:.1f}")
+    medians = _step_medians(result.breakdowns_s)
+    table.add_row(
+        "p50", *(_step_text(step) for step in medians), f"{statistics.median(result.samples_s) * 1000:.1f}"
+    )
+    return table
+
+
+def _ratios(results: list[_Result]) -> list[dict[str, Any]]:
+    """For each of :data:`_RATIOS` whose two rows have samples: both p50s, the ratio, the verdict."""
+    by_key = {result.row.key: result for result in results}
+    rows = []
+    for ratio in _RATIOS:
+        row, anchor = by_key.get(ratio.row), by_key.get(ratio.anchor)
+        if row is None or anchor is None or not row.samples_s or not anchor.samples_s:
+            continue
+        row_ms = statistics.median(row.samples_s) * 1000
+        anchor_ms = statistics.median(anchor.samples_s) * 1000
+        value = row_ms / anchor_ms
+        rows.append(
+            {
+                "row": ratio.row,
+                "anchor": ratio.anchor,
+                "p50_ms": round(row_ms, 2),
+                "anchor_p50_ms": round(anchor_ms, 2),
+                "ratio": round(value, 3),
+                "target": ratio.limit,
+                "target_met": None if ratio.limit is None else value <= ratio.limit,
+            }
+        )
+    return rows
+
+
+def _ratio_table(ratios: list[dict[str, Any]]) -> Table:
+    table = Table(title="p50 against its anchor, same run", title_justify="left", title_style="bold")
+    table.add_column("ratio")
+    for column in ("p50 ms", "anchor p50 ms", "ratio"):
+        table.add_column(column, justify="right")
+    table.add_column("target")
+    for ratio in ratios:
+        target = ""
+        if ratio["target"] is not None:
+            verdict = "[green]met[/green]" if ratio["target_met"] else "[red]missed[/red]"
+            target = f"≤ {ratio['target']:g}x {verdict}"
+        table.add_row(
+            f"{ratio['row']} p50 / {ratio['anchor']} p50",
+            f"{ratio['p50_ms']:.1f}",
+            f"{ratio['anchor_p50_ms']:.1f}",
+            f"{ratio['ratio']:.2f}x",
+            target,
+        )
     return table
 
 
@@ -881,6 +1036,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Rich assumes 80 columns when writing to a file or pipe, too narrow for the table.
         output.width = _REPORT_WIDTH
     output.print(_table(results, title))
+    for result in results:
+        if result.breakdowns_s:
+            output.print(_breakdown_table(result))
+    ratios = _ratios(results)
+    if ratios:
+        output.print(_ratio_table(ratios))
     comparison = _tls_comparison(results)
     if comparison:
         output.print(_comparison_table(comparison))
@@ -897,9 +1058,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tls": args.tls,
             "rows": [result.to_json() for result in results],
             "tls_comparison": comparison,
+            "ratios": ratios,
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     failed = any(result.error is not None or result.target_met is False for result in results)
+    failed |= any(ratio["target_met"] is False for ratio in ratios)
     return 1 if failed else 0
 
 
