@@ -420,11 +420,10 @@ class _Bench:
 
     async def spawn_etcdctl(self, lock: str, name: str) -> _Process:
         assert self.etcd is not None
-        # etcd leases last whole seconds. The command gets PR_SET_PDEATHSIG as the daemon's does,
-        # through the same setpriv exec, so that both commands start the same way.
+        # etcd leases last whole seconds. etcdctl execs the command directly, as the daemon does.
         ttl_s = math.ceil(self.session_timeout_s)
         argv = ["etcdctl", f"--endpoints={self.etcd.endpoint}", "lock", f"--ttl={ttl_s}", lock]
-        return await self.spawn(name, [*argv, "--", *parent_death_prefix(), *_COMMAND])
+        return await self.spawn(name, [*argv, "--", *_COMMAND])
 
     async def wait_follower_ready(self, path: str, contenders: int = 2) -> None:
         """Until ``contenders`` nodes are under ``path`` and another session watches the leader's node."""

@@ -3,7 +3,9 @@
 One place for what the daemon's supervisor, the demo, ``verify``, the benchmark and the tests
 all need: :func:`process_stat` reads ``/proc/<pid>/stat``, :func:`process_alive` and
 :func:`process_group_alive` tell the living from zombies, and :func:`parent_death_prefix` is the
-argv prefix that has the kernel SIGKILL a child when its parent dies.
+argv prefix that has the kernel SIGKILL a child when its parent dies (for the processes the test
+harness, the demo, ``verify`` and the benchmarks start; the daemon's own leader-only command does
+without it, see :mod:`election_daemon.daemon.supervisor`).
 
 Only the standard library: the daemon and :mod:`election_daemon.testing` both import it.
 """
@@ -114,7 +116,8 @@ def parent_death_prefix() -> tuple[str, ...]:
     Python code runs between fork and exec, which is unsafe once threads exist (asyncio's
     executor and child-watcher threads) and forces a full fork() whose cost grows with the heap.
     Measured on a 2-core VM, call to exec: 0.2 ms plus 0.9 ms for setpriv's own exec, against
-    1.8 ms with a preexec_fn and a small heap, 7.5 ms with a 200 MB one.
+    1.8 ms with a preexec_fn and a small heap, 7.5 ms with a 200 MB one. That 0.9 ms is why the
+    daemon's supervisor no longer uses it: its lifeline covers the command's whole group.
     """
     setpriv = shutil.which("setpriv")
     if setpriv is None:

@@ -2,7 +2,7 @@
 
 Every child runs in a session (and process group) of its own, so that a terminal's Ctrl-C
 reaches only its parent and one signal reaches all it started, and on Linux the kernel sends it
-SIGKILL if its parent dies first (:func:`~election_daemon.daemon.lifeline.parent_death_prefix`),
+SIGKILL if its parent dies first (:func:`~election_daemon._processes.parent_death_prefix`),
 which also covers a parent that is itself killed with SIGKILL. The kernel delivers that signal
 when the *thread* that forked the child ends: :func:`start_process` forks from the calling
 thread (an event loop's, which lives as long as the program), and :func:`spawn` from one

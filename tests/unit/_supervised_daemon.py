@@ -5,7 +5,7 @@ Usage: ``python _supervised_daemon.py MODE STATE_DIR`` with MODE one of
 - ``lifeline``: spawn a lifeline first, as the daemon does, and register the child with it;
 - ``leaked-pipe``: likewise, but first fork a process that holds the lifeline's write end (as a
   fork without exec would) and outlives the daemon, so that the guardian never sees end-of-file;
-- ``bare``: no lifeline, only the child's parent-death signal;
+- ``bare``: no lifeline (library-like use: nothing kills the child if the daemon dies);
 - ``guardian-gone``: spawn a lifeline, SIGKILL its guardian, then try to start the child.
 
 The child ignores SIGTERM and forks a grandchild, in its process group, that ignores it too and
