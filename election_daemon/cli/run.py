@@ -143,8 +143,16 @@ def run_daemon(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         return config_or_code
     config = config_or_code
     log_format = config.log_format or (LogFormat.CONSOLE if sys.stdout.isatty() else LogFormat.JSON)
-    # Forked before the event loop or any thread exists: the guardian must inherit no locks.
-    lifeline = Lifeline.spawn() if config.command else None
+    lifelines: list[Lifeline] = []
+
+    def spawn_lifeline() -> int:
+        lifelines.append(Lifeline.spawn())
+        return ExitCode.OK
+
+    # Through guarded: a guardian that cannot start (out of processes) is a one-line error, exit 5.
+    if config.command and (code := guarded(spawn_lifeline)) != ExitCode.OK:
+        return code
+    lifeline = lifelines[0] if lifelines else None
     try:
         return _run(config, log_format, lifeline)
     finally:

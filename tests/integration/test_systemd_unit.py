@@ -193,3 +193,10 @@ def test_the_readme_install_steps_in_a_fresh_venv(tmp_path: Path) -> None:
     for name in ("election-daemon.service", "election-daemon@.service", "sysusers.conf"):
         assert (found / name).read_bytes() == (UNITS / name).read_bytes(), name
         assert f'"$units/{name}"' in section, f"the README does not install {name}"
+
+    # The lifeline guardian runs its script from the installed package (package data).
+    lifeline = "import election_daemon.daemon.lifeline as m; print(m.__file__)"
+    installed = Path(_run(str(venv / "bin" / "python"), "-c", lifeline, cwd=tmp_path).strip())
+    assert installed.is_relative_to(venv), installed
+    script = REPO / "election_daemon" / "daemon" / "lifeline.sh"
+    assert installed.with_name("lifeline.sh").read_bytes() == script.read_bytes()
