@@ -26,15 +26,13 @@ signal for that case; it is no longer needed, and a shell could not arm one with
 exec (setpriv). What remains uncovered: a fork without exec made in C, which the daemon never
 does.
 
-Linux only (``/proc/PID/comm``; prctl for :func:`set_parent_death_signal`). Residual window: a
-daemon killed between the child's fork and the ``+<pgid>`` write (a fraction of a millisecond)
-leaves the group running.
+Linux only (``/proc/PID/comm``). Residual window: a daemon killed between the child's fork and
+the ``+<pgid>`` write (a fraction of a millisecond) leaves the group running.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import subprocess
 import weakref
@@ -42,31 +40,12 @@ from pathlib import Path
 
 from election_daemon.errors import ChildError
 
-__all__ = ["Lifeline", "set_parent_death_signal"]
-
-_PR_SET_PDEATHSIG = 1
+__all__ = ["Lifeline"]
 
 _SHELL = "/bin/sh"
 _SCRIPT = Path(__file__).with_name("lifeline.sh")
 # argv[0], what ps shows first in args; comm, at most 15 characters, is set by the script.
 _NAME = "election-daemon-lifeline"
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_prctl = _libc.prctl
-# The kernel reads every prctl argument as unsigned long; without argtypes ctypes would pass C ints
-# and leave the upper halves of the registers undefined.
-_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_prctl.restype = ctypes.c_int
-
-
-def set_parent_death_signal(signum: int) -> None:
-    """Ask the kernel to send ``signum`` to this process when the thread that forked it exits.
-
-    :raises OSError: if prctl(PR_SET_PDEATHSIG) fails.
-    """
-    if _prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
 
 
 class Lifeline:

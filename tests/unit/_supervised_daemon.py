@@ -3,8 +3,9 @@
 Usage: ``python _supervised_daemon.py MODE STATE_DIR`` with MODE one of
 
 - ``lifeline``: spawn a lifeline first, as the daemon does, and register the child with it;
-- ``leaked-pipe``: likewise, but first fork a process that holds the lifeline's write end (as a
-  fork without exec would) and outlives the daemon, so that the guardian never sees end-of-file;
+- ``leaked-pipe``: likewise, but first fork (without exec) a process that outlives the daemon;
+  it would hold the lifeline's write end, so that the guardian never saw end-of-file, had the
+  lifeline not closed that end in the fork;
 - ``bare``: no lifeline (library-like use: nothing kills the child if the daemon dies);
 - ``guardian-gone``: spawn a lifeline, SIGKILL its guardian, then try to start the child.
 

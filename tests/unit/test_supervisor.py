@@ -399,9 +399,11 @@ async def test_sigkilled_daemon_with_lifeline_leaves_no_child_or_grandchild(
     )
 
 
-async def test_guardian_acts_on_its_own_parent_death_signal_if_the_pipe_leaked(
+async def test_a_fork_of_the_daemon_that_outlives_it_does_not_keep_the_group_alive(
     tmp_path: Path, daemons: list[Daemon], groups: list[int]
 ) -> None:
+    # The fork would hold the pipe's write end, and the guardian would never see end-of-file,
+    # had the lifeline not closed it in the child (os.register_at_fork).
     daemon = Daemon("leaked-pipe", tmp_path)
     daemons.append(daemon)
     report = await daemon.report()
@@ -411,7 +413,7 @@ async def test_guardian_acts_on_its_own_parent_death_signal_if_the_pipe_leaked(
         daemon.kill()
         await until(
             lambda: dead(report["child"]) and dead(grandchild) and dead(report["guardian"]),
-            "the guardian to kill the group although its pipe is still open",
+            "the guardian to kill the group although a fork of the daemon lives on",
         )
         assert not dead(report["holder"])
     finally:
