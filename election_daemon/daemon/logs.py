@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
@@ -57,6 +58,18 @@ def _schema_filler(context: Context | None) -> structlog.typing.Processor:
         return ordered
 
     return fill
+
+
+def _timestamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """ISO 8601 UTC time of the line (``...Z``, as structlog's TimeStamper writes it).
+
+    A line logged after its event passes the event's own time as ``timestamp``, a unix time
+    (``elected``, rendered only once the command it started runs): that time is kept.
+    """
+    at = event_dict.get("timestamp")
+    when = datetime.fromtimestamp(at, UTC) if isinstance(at, float) else datetime.now(UTC)
+    event_dict["timestamp"] = when.isoformat().replace("+00:00", "Z")
+    return event_dict
 
 
 def _name_library_event(
@@ -110,11 +123,10 @@ def configure_logging(
     used to fill schema keys an event does not set itself.
     """
     out = stream if stream is not None else sys.stdout
-    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp")
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        timestamper,
+        _timestamp,
         _schema_filler(context),
     ]
     renderer: structlog.typing.Processor

@@ -32,7 +32,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from election_daemon import _processes
@@ -187,12 +187,26 @@ class ChildSupervisor:
         return self.pid
 
     async def start(self, env: Mapping[str, str], *, log_fields: Mapping[str, object] | None = None) -> int:
+        """:meth:`spawn`, for a coroutine."""
+        return self.spawn(env, log_fields=log_fields)
+
+    def spawn(
+        self,
+        env: Mapping[str, str],
+        *,
+        log_fields: Mapping[str, object] | None = None,
+        on_spawned: Callable[[], None] | None = None,
+    ) -> int:
         """Start the command with ``env`` over the daemon's environment (or the ``environment``
         given at construction); return its pid.
 
         stdin is ``/dev/null``; stdout and stderr go where ``output`` says. ``log_fields`` (the
         term's token) are added to its ``child_output`` lines, which may be logged after the term
         ended. Returns as soon as the program has been executed (well under a few milliseconds).
+        Synchronous, so that a caller can start the command within the very callback that tells
+        it to, with no turn of the event loop in between. ``on_spawned`` is called once the
+        command runs, before ``child_started`` is logged (whose times are the spawn's own): the
+        daemon logs its ``elected`` line there, after the spawn but before ``child_started``.
 
         :raises ChildError: if the previous child or any process of its group is still alive,
             or if the program cannot be executed.
@@ -218,7 +232,7 @@ class ChildSupervisor:
             with _output_pipes(self._output) as (stdout, stderr, readers):
                 # Nothing but start_new_session: anything that runs code in the child before
                 # its exec (preexec_fn, user or group changes) loses CPython's vfork.
-                popen = subprocess.Popen(  # noqa: ASYNC220
+                popen = subprocess.Popen(
                     [self._executable, *self._command[1:]],
                     env={**base, **env},
                     stdin=subprocess.DEVNULL,
@@ -232,6 +246,7 @@ class ChildSupervisor:
                     f"cannot start {self._executable} for now: {exc.strerror} (out of resources)"
                 ) from exc
             raise ChildError(f"cannot start {self._executable}: {exc.strerror}") from exc
+        spawned_s, spawned_at = time.monotonic(), time.time()
         try:
             pidfd = os.pidfd_open(popen.pid)
         except OSError as exc:
@@ -261,13 +276,19 @@ class ChildSupervisor:
             OutputPipe(fd, stream, self._log, fields)
             for fd, stream in zip(readers, ("stdout", "stderr")[: len(readers)], strict=True)
         ]
-        self._log.info(
-            Event.CHILD_STARTED,
-            pid=child.pid,
-            pgid=child.pid,
-            command=self._executable,
-            duration_s=round(time.monotonic() - started, 6),
-        )
+        try:
+            if on_spawned is not None:
+                on_spawned()
+        finally:
+            self._log.info(
+                Event.CHILD_STARTED,
+                pid=child.pid,
+                pgid=child.pid,
+                command=self._executable,
+                duration_s=round(spawned_s - started, 6),
+                timestamp=spawned_at,
+                monotonic_s=round(spawned_s, 6),
+            )
         return child.pid
 
     async def stop(self, reason: str) -> ChildExit | None:

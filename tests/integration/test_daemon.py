@@ -161,6 +161,28 @@ def test_sigterm_hands_over_once_the_child_is_gone(
 
 
 @pytest.mark.timeout(30)
+def test_the_next_leader_logs_elected_then_child_started_each_with_its_own_time(
+    daemons: Daemons, zk_hosts: str, zk_path: str, tmp_path: Path
+) -> None:
+    # The command is spawned within the elected edge and the elected line rendered after it:
+    # the lines keep the operator's order, and the times are the edge's and the spawn's.
+    a, b, b_child = leader_with_follower(daemons, zk_hosts, zk_path, LeaderChild(tmp_path / "a"))
+    a.terminate()
+    assert a.wait() == ExitCode.OK
+    b_record = b_child.wait_started()
+    names = [e.name for e in b.events()]
+    assert is_subsequence(["predecessor_gone", "elected", "child_started"], names), names
+    assert names.index("elected") < names.index("child_started")
+    gone, elected, started = (b.wait_for(name) for name in ("predecessor_gone", "elected", "child_started"))
+    assert gone["monotonic_s"] <= elected["monotonic_s"] <= started["monotonic_s"]
+    # child_started is stamped at the spawn, before the command itself runs and records its start.
+    assert started["monotonic_s"] <= b_record.started_monotonic
+    stamps = [datetime.fromisoformat(e["timestamp"]) for e in (gone, elected, started)]
+    assert stamps == sorted(stamps), stamps
+    assert started["pid"] == b_record.pid
+
+
+@pytest.mark.timeout(30)
 def test_sigterm_while_connecting_exits_promptly(daemons: Daemons, silent_hosts: str) -> None:
     daemon = daemons.start(silent_hosts, "/e", options=["--connect-timeout", "30"])
     daemon.wait_for("starting")

@@ -13,6 +13,7 @@ import asyncio
 import errno
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ class FakeTransition:
     node: str | None = None
     error: BaseException | None = None
     previous_id: str | None = None
+    timestamp: float = field(default_factory=time.time)
 
     def log_fields(self) -> dict[str, Any]:
         return {
@@ -121,7 +123,10 @@ class FakeElection:
         self.state = ElectionState.LEADING
         self.emit("elected")
         for callback in self.elected:
-            await callback(self.term)
+            # As the library's contract: a callback may be a plain function or return an awaitable.
+            result = callback(self.term)
+            if result is not None:
+                await result
 
     async def revoke(self, reason: str) -> None:
         if self.term is None:
