@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all test unit demo verify check format bench clean
+.PHONY: all test unit demo verify check format bench bench-many clean
 
 all: test
 
@@ -37,6 +37,11 @@ verify: $(STAMP)
 bench: $(STAMP)
 	@scripts/ensure-system-packages zookeeper
 	$(PY) bench/failover.py
+
+# Many elections on one shared client against the pipelined floor (about 7 minutes).
+bench-many: $(STAMP)
+	@scripts/ensure-system-packages zookeeper
+	$(PY) bench/many.py
 
 check: $(STAMP)
 	$(VENV)/bin/ruff check election_daemon tests bench typings
