@@ -303,15 +303,30 @@ class ChildSupervisor:
         :raises ChildError: if the group survives SIGKILL for several seconds, or may not be
             signalled; calling again retries.
         """
+        return await self.begin_stop(reason)
+
+    def begin_stop(self, reason: str) -> asyncio.Future[ChildExit | None]:
+        """:meth:`stop`, whose SIGTERM is sent within this very call rather than a turn of the
+        event loop later; the future (shielded: cancelling it does not cancel the stop) gives
+        what :meth:`stop` returns, or raises what it raises."""
         child = self._child
         if child is None:
-            return None
+            nothing: asyncio.Future[ChildExit | None] = asyncio.get_running_loop().create_future()
+            nothing.set_result(None)
+            return nothing
         task = child.stop_task
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             # Set before any await: an exit seen from now on was caused, or raced, by this stop.
             child.stop_requested = True
-            task = child.stop_task = asyncio.create_task(self._stop(child, reason))
-        return await asyncio.shield(task)
+            started = time.monotonic()
+            refused = None
+            try:
+                self._signal(child, signal.SIGTERM, reason)
+            except ChildError as exc:
+                refused = exc  # raised by the task, to whoever awaits the stop
+            task = child.stop_task = asyncio.create_task(self._stop(child, reason, started, refused))
+        stopped: asyncio.Future[ChildExit | None] = asyncio.shield(task)
+        return stopped
 
     async def wait(self) -> ChildExit:
         """The current child's exit, once seen; whether by itself or through :meth:`stop`.
@@ -324,14 +339,17 @@ class ChildSupervisor:
             raise ChildError("no child has been started")
         return await asyncio.shield(self._child.exited)
 
-    async def _stop(self, child: _Child, reason: str) -> ChildExit:
-        started = time.monotonic()
+    async def _stop(
+        self, child: _Child, reason: str, started: float, refused: ChildError | None
+    ) -> ChildExit:
+        """The rest of a stop whose SIGTERM has been sent (or ``refused``) at ``started``."""
+        if refused is not None:
+            raise refused
         escalated = False
-        if not await self._signal_and_wait(child, signal.SIGTERM, reason, started + self._kill_grace_s):
+        if not await self._wait_gone(child, started + self._kill_grace_s):
             escalated = True
-            if not await self._signal_and_wait(
-                child, signal.SIGKILL, reason, time.monotonic() + _KILL_WAIT_S
-            ):
+            self._signal(child, signal.SIGKILL, reason)
+            if not await self._wait_gone(child, time.monotonic() + _KILL_WAIT_S):
                 error = f"process group {child.pid} still has members {_KILL_WAIT_S:g} s after SIGKILL"
                 # Logged here too: the caller may have been cancelled and never see the error.
                 self._log.error(Event.CHILD_STOP_FAILED, pid=child.pid, pgid=child.pid, reason=error)
@@ -351,10 +369,8 @@ class ChildSupervisor:
         await self._log.flushed()
         return result
 
-    async def _signal_and_wait(
-        self, child: _Child, signum: signal.Signals, reason: str, deadline: float
-    ) -> bool:
-        """Signal the group if it has members; True once the child is reaped and the group gone."""
+    def _signal(self, child: _Child, signum: signal.Signals, reason: str) -> None:
+        """Signal the group if it has members."""
         if not child.exited.done() or process_group_alive(child.pid):
             try:
                 os.killpg(child.pid, signum)
@@ -366,6 +382,9 @@ class ChildSupervisor:
                 self._log.info(
                     Event.CHILD_SIGNALLED, pid=child.pid, pgid=child.pid, signal=signum.name, reason=reason
                 )
+
+    async def _wait_gone(self, child: _Child, deadline: float) -> bool:
+        """True once the child is reaped and its group gone, False at ``deadline``."""
         # The leader first, without polling: it is a zombie, and so a group member, until reaped.
         await asyncio.wait([child.exited], timeout=max(0.0, deadline - time.monotonic()))
         if not child.exited.done():

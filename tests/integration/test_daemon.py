@@ -492,6 +492,11 @@ def test_hooks_run_with_the_term_environment(
         ("elected", 0, False),
         ("revoked", 0, False),
     ]
+    # Shutting down, nothing comes between the command's end and our node's deletion: the
+    # revoked hook runs once the election has left (its 'stopped' line).
+    names = [(e.name, e.get("name")) for e in daemon.events()]
+    assert names.index(("child_stopped", None)) < names.index(("stopped", None))
+    assert names.index(("stopped", None)) < names.index(("hook_started", "revoked"))
 
 
 @pytest.mark.timeout(30)

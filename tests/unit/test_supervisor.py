@@ -269,6 +269,42 @@ async def test_concurrent_and_repeated_stops_share_one_kill_sequence(
     assert len(events(capture, "child_stopped")) == 1
 
 
+async def test_spawn_calls_on_spawned_between_the_spawn_and_child_started(
+    log: Any, capture: LogCapture, groups: list[int]
+) -> None:
+    # The daemon logs its elected line there: after the spawn, before child_started.
+    supervisor = ChildSupervisor(["sleep", "60"], kill_grace_s=1.0, log=log)
+    seen: list[tuple[int | None, bool, int]] = []
+
+    def on_spawned() -> None:
+        seen.append((supervisor.pid, supervisor.running, len(events(capture, "child_started"))))
+
+    before_s = time.monotonic()
+    pid = supervisor.spawn({}, on_spawned=on_spawned)  # synchronous: no await
+    groups.append(pid)
+    assert seen == [(pid, True, 0)]
+    [started] = events(capture, "child_started")
+    # Its times are the spawn's own, whenever the line is rendered.
+    assert before_s <= started["monotonic_s"] <= time.monotonic()
+    assert isinstance(started["timestamp"], float)
+    await asyncio.wait_for(supervisor.stop("done"), SOON_S)
+
+
+async def test_begin_stop_signals_the_group_before_it_returns(
+    tmp_path: Path, log: Any, capture: LogCapture, groups: list[int]
+) -> None:
+    record = tmp_path / "record"
+    supervisor = ChildSupervisor(python(RECORD, str(record), "600"), kill_grace_s=10.0, log=log)
+    groups.append(await supervisor.start({}))
+    await read_when_written(record)
+    stopping = supervisor.begin_stop("stopped")
+    # Not a turn of the event loop later: the SIGTERM is out before anything is awaited.
+    assert [e["signal"] for e in events(capture, "child_signalled")] == ["SIGTERM"]
+    result = await asyncio.wait_for(stopping, SOON_S)
+    assert result is not None and result.signal == signal.SIGTERM
+    assert await supervisor.stop("again") == result  # idempotent: the same stop
+
+
 async def test_a_cancelled_stop_still_kills_the_whole_group(
     tmp_path: Path, log: Any, capture: LogCapture, groups: list[int]
 ) -> None:
