@@ -113,6 +113,7 @@ class ElectionMetrics:
             self._metrics.command_restarts.labels(*self._labels)  # exported as 0 from the start
         self._last_token: int | None = None
         self._term_ended_s: float | None = None
+        self._own_wait_s: float | None = None
         self._command_started = False
         self._metrics.live.members[self._labels] = self
         election.add_listener(self._on_transition)
@@ -139,11 +140,14 @@ class ElectionMetrics:
             if t.token != self._last_token:
                 self._terms_started.inc()
                 self._last_token = t.token
-            if t.failover_s is not None:
-                self._failover.observe(t.failover_s)
-            elif self._term_ended_s is not None:
-                self._failover.observe(t.monotonic_s - self._term_ended_s)
+            # Timed by the term's record when it lands (term_recorded); else by our own wait.
+            self._own_wait_s = None if self._term_ended_s is None else t.monotonic_s - self._term_ended_s
             self._term_ended_s = None
+        elif t.event is Event.TERM_RECORDED:
+            failover_s = t.failover_s if t.failover_s is not None else self._own_wait_s
+            if failover_s is not None:
+                self._failover.observe(failover_s)
+            self._own_wait_s = None
         elif t.event in _TERM_ENDED:
             self._term_ended_s = t.monotonic_s
 

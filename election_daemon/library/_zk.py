@@ -923,6 +923,19 @@ class ZooKeeper:
         raw, stat = await _cancel_on_error(fired, self.get(path, watch=True))
         return raw, stat, fired
 
+    async def watched_node(self, path: str) -> tuple[bytes, Stat, asyncio.Future[None], asyncio.Future[None]]:
+        """Read ``path`` and watch it, as :meth:`watched_get`, with its deletion and its other
+        changes apart: ``(data, stat, deleted, changed)``; cancel both when done with them."""
+        deleted = self._watch_future(path, (protocol.WatchEvent.DELETED,))
+        changed = self._watch_future(path, (protocol.WatchEvent.CREATED, protocol.WatchEvent.DATA_CHANGED))
+        try:
+            raw, stat = await self.get(path, watch=True)
+        except BaseException:
+            deleted.cancel()
+            changed.cancel()
+            raise
+        return raw, stat, deleted, changed
+
     async def watched_children(self, path: str) -> tuple[list[str], asyncio.Future[None]]:
         """List ``path``'s children and watch them: ``(names, fired)``, as :meth:`watched_get`."""
         fired = self.watch_children(path)

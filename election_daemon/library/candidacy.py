@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ __all__ = [
     "OwnNode",
     "Participant",
     "Position",
+    "Waiting",
     "decode_node_data",
     "encode_node_data",
     "genuine",
@@ -239,6 +241,40 @@ class OwnNode:
         self.change.cancel()
 
 
+@dataclass(slots=True)
+class Waiting:
+    """The contender we wait on, as read when its watch was set, and our node if it is next.
+
+    ``own`` is set when the contender we wait on was the head of the queue as we listed it:
+    our node, read and watched in the same round trip. When that head's deletion is notified
+    while ``own.change`` has not fired and the session still holds its lease, we are first and
+    our node is ours, with no further request (see :meth:`Election._contend`):
+
+    - nobody can have come before us since the listing: sequence numbers and czxids only grow,
+      and a node named to sort before ours with a later czxid is not a contender (:func:`genuine`);
+    - our node still exists and is our session's: its deletion would have been notified to
+      ``own.change`` before the head's, because ZooKeeper delivers a session's watch events in
+      the order of the changes, and aiozk resolves them in that order; and a session whose
+      lease holds cannot have been expired (the lease ends before the server may expire it).
+    """
+
+    node: str
+    deleted: asyncio.Future[None]
+    """Resolves at the node's deletion."""
+    changed: asyncio.Future[None]
+    """Resolves at a change of its data: a step-down request for the head, written after any
+    handover request (see .protocol), so that what we listed may no longer say who is next."""
+    raw: bytes
+    stat: Stat
+    own: OwnNode | None
+
+    def cancel(self) -> None:
+        self.deleted.cancel()
+        self.changed.cancel()
+        if self.own is not None:
+            self.own.cancel()
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """Where our node stands: every contender in order, ours, and the nodes before it."""
@@ -249,6 +285,20 @@ class Position:
     preceding: tuple[str, ...]
     path_has_data: bool
     """Whether the election path holds data (a handover request) worth reading."""
+
+    @property
+    def prioritized(self) -> bool:
+        """Whether any contender has a priority: who leads then takes a look at the queue."""
+        return any(c.priority for c in self.contenders)
+
+    def without(self, node: str) -> Position:
+        """This position once ``node`` (one before ours) is gone."""
+        child = node.rpartition("/")[2]
+        return dataclasses.replace(
+            self,
+            contenders=tuple(c for c in self.contenders if c.name != child),
+            preceding=tuple(p for p in self.preceding if p != node),
+        )
 
 
 class Candidacy:
@@ -284,7 +334,13 @@ class Candidacy:
         return contender.guid == self.guid and contender.recipe is self.recipe
 
     async def join(self) -> str:
-        """Make sure our node exists, creating it (and the path) if needed; returns its path."""
+        """Make sure our node exists, creating it (and the path) if needed; returns its path.
+
+        A node we already have on this session is not read again here: :meth:`position` lists
+        the queue next, which verifies it (NoNodeError if it is gone) in the same request.
+        """
+        if self.node is not None:
+            return self.node
         while True:
             # A guid nobody has used yet names no node: the first create needs no listing.
             # After any attempt (a create cut off by a lost connection may have landed), look.
@@ -361,14 +417,17 @@ class Candidacy:
 
     async def watch_predecessor(
         self, preceding: Sequence[str], ignored: Callable[[str, str], None]
-    ) -> tuple[asyncio.Future[None], str] | None:
-        """Watch the nearest genuine live contender before ours: ``(gone, node)``; None when
-        we are first.
+    ) -> Waiting | None:
+        """Watch the nearest genuine live contender before ours; None when we are first.
 
         A persistent node is nobody's candidacy, and a node created after ours (higher
         czxid) lied about its place with its name: both are skipped, not waited on, and
         reported to ``ignored(node, why)``. The stat comes with the watch we set anyway, so
         checking costs no request.
+
+        When the contender we wait on is the head of the queue (the first of ``preceding``),
+        our own node is read and watched in the same round trip: see :class:`Waiting` for why
+        that lets its deletion promote us without another request.
         """
         if self.czxid is None and self.node is not None:
             stat = await self.zk.exists(self.node)
@@ -376,16 +435,40 @@ class Candidacy:
                 raise NoNodeError(f"our node {self.node} is gone")
             self.czxid = stat.czxid
         for node in reversed(preceding):
+            head = node == preceding[0]
             try:
-                _, stat, gone = await self.zk.watched_get(node)
+                waiting = await (self._watch_with_own(node) if head else self._watch(node))
             except NoNodeError:
                 continue
+            stat = waiting.stat
             if stat.ephemeral_owner == 0 or (self.czxid is not None and stat.czxid > self.czxid):
-                gone.cancel()
+                waiting.cancel()
                 ignored(node, "persistent" if stat.ephemeral_owner == 0 else "created after ours")
                 continue
-            return gone, node
+            return waiting
         return None
+
+    async def _watch(self, node: str) -> Waiting:
+        raw, stat, deleted, changed = await self.zk.watched_node(node)
+        return Waiting(node, deleted, changed, raw, stat, None)
+
+    async def _watch_with_own(self, node: str) -> Waiting:
+        """The head's node and ours, both read and watched, in one round trip (NoNodeError if the
+        head is gone; our own node gone or no longer ours gives no :class:`OwnNode`)."""
+        head, own = await asyncio.gather(self._watch(node), self.read_own(), return_exceptions=True)
+        if isinstance(head, BaseException):
+            if isinstance(own, OwnNode):
+                own.cancel()
+            raise head
+        if isinstance(own, OwnNode) and own.stat.ephemeral_owner == self.session_id:
+            head.own = own
+            return head
+        if isinstance(own, OwnNode):
+            own.cancel()
+        elif not isinstance(own, NoNodeError):
+            head.cancel()
+            raise own
+        return head
 
     async def leave(self) -> None:
         """Delete our node (best effort: a closed session deletes it anyway)."""

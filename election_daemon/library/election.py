@@ -61,13 +61,15 @@ from election_daemon.library.candidacy import (
     OwnNode,
     Participant,
     Position,
+    Waiting,
+    decode_node_data,
     parse_contenders,
     read_queue,
 )
 from election_daemon.library.events import Event, Reason
 from election_daemon.library.limits import validate_election_path
 from election_daemon.library.priority import MAX_REMEMBERED, PriorityPolicy
-from election_daemon.library.recipes import Recipe
+from election_daemon.library.recipes import Recipe, parse_contender
 from election_daemon.library.security import DigestAuth, TLSConfig
 from election_daemon.library.session import Session, SessionChange, SessionState
 from election_daemon.library.transitions import ElectionState, Term, Transition
@@ -236,6 +238,9 @@ class Election:
         self._published: terms.TermRecord | None = None
         self._replaced: terms.Previous | None = None
         self._predecessor_gone_at: float | None = None
+        # Whether priorities are in use: ours, a stability wait asked for, or a contender seen
+        # with one. Only then does the leader watch the queue (see _hold_office).
+        self._prioritized = priority != 0 or priority_stable_s is not None
 
     # -- registration ------------------------------------------------------------------
 
@@ -480,7 +485,10 @@ class Election:
         error: BaseException | None = None,
         term: Term | None = None,
         detail: str | None = None,
-        previous: terms.TermRecord | None = None,
+        previous_id: str | None = None,
+        previous_token: int | None = None,
+        previous_alive_at: float | None = None,
+        elected_at: float | None = None,
     ) -> None:
         previous_state = self._state
         if (state is previous_state or previous_state is ElectionState.STOPPED) and not force:
@@ -512,22 +520,21 @@ class Election:
             term_s=time.monotonic() - term.started_monotonic if event is Event.REVOKED and term else None,
             server=session.zk.server if session is not None and confirmed else None,
             session_timeout_s=session.negotiated_timeout_s if session is not None and confirmed else None,
-            previous_id=previous.id if previous is not None else None,
-            previous_token=previous.token if previous is not None else None,
-            previous_alive_at=self._alive_at(previous),
+            previous_id=previous_id,
+            previous_token=previous_token,
+            previous_alive_at=previous_alive_at,
+            elected_at=elected_at,
         )
         self._callbacks.notify(self._listeners, transition)
         self._transitions.publish(transition)
 
-    def _alive_at(self, previous: terms.TermRecord | None) -> float | None:
+    def _alive_at(self, previous: terms.TermRecord) -> float | None:
         """The previous term's last proof of life that we can know (unix time).
 
         Ended on request: when its leader said so. Else its node went by a session expiry (or
         an operator's delete), which ZooKeeper carries out at least the session timeout after
         it last heard from that leader: failover then counts that wait too.
         """
-        if previous is None:
-            return None
         if previous.ended_at is not None:
             return previous.ended_at
         if self._predecessor_gone_at is not None:
@@ -537,11 +544,6 @@ class Election:
     def _emit_session_event(self, event: Event, reason: Reason) -> None:
         """Session edges that do not move the election (connected, reconnected) are events too."""
         self._set(self._state, event, reason, force=True)
-
-    def _elect(self, term: Term, previous: terms.TermRecord | None) -> None:
-        self._term = term
-        self._set(ElectionState.LEADING, Event.ELECTED, None, previous=previous)
-        self._callbacks.run(self._elected_callbacks, term)
 
     def _revoke(self, reason: Reason, to: ElectionState) -> None:
         if self._state is not ElectionState.LEADING:
@@ -600,6 +602,8 @@ class Election:
                 self._set(ElectionState.JOINING, Event.SESSION_LOST, reason, force=True)
         elif change.state is SessionState.CONNECTED and change.reason is not Reason.CONNECTED:
             self._emit_session_event(Event.RECONNECTED, change.reason)
+        elif change.state is SessionState.CONNECTED:
+            return  # the first confirmation: every loop waits for it already, none needs a poke
         self._poke()
 
     def _poke(self) -> None:
@@ -758,8 +762,8 @@ class Election:
         predecessor_went = False
         while session.is_connected():
             if predecessor_went:
-                # We are probably first now: read the queue and our own node in one round
-                # trip. Failover time is what users measure us by.
+                # Not promoted on the notification alone (see _promoted_by): read the queue and
+                # our own node in one round trip.
                 position, fresh = await asyncio.gather(candidacy.position(), candidacy.read_own())
                 own = fresh
                 if fresh.node != position.node:  # an orphan of ours was older: lead with that
@@ -767,8 +771,9 @@ class Election:
                     own = None
             else:
                 position = await candidacy.position()
-            predecessor = await candidacy.watch_predecessor(position.preceding, self._ignore)
-            if predecessor is not None:
+            self._prioritized = self._prioritized or position.prioritized
+            waiting = await candidacy.watch_predecessor(position.preceding, self._ignore)
+            if waiting is not None:
                 if self._state is ElectionState.LEADING:
                     # Re-verifying after a reconnection, our node is not first any more: only a
                     # node of ours replaced since (ours was deleted) can explain it.
@@ -776,18 +781,41 @@ class Election:
                 if own is not None:
                     own.cancel()
                     own = None
-                node_gone, _ = predecessor
                 self._set_following()
-                await first_of(node_gone, session.not_connected(), self._wake_future())
-                if node_gone.done():
+                await first_of(waiting.deleted, waiting.changed, session.not_connected(), self._wake_future())
+                # first_of cancels what did not fire: a cancelled watch is no deletion.
+                if waiting.deleted.done() and not waiting.deleted.cancelled():
                     self._predecessor_gone_at = time.time()
+                    if self._promoted_by(waiting, position):
+                        self._set(self._state, Event.PREDECESSOR_GONE, None, force=True)
+                        await self._lead(candidacy, position.without(waiting.node), waiting.own, waiting)
+                        return
+                waiting.cancel()
                 predecessor_went = True
                 continue
             if self._state is ElectionState.FOLLOWING:
                 # Not an edge: the moment a failover begins, as this participant sees it.
                 self._set(self._state, Event.PREDECESSOR_GONE, None, force=True)
-            await self._lead(candidacy, position, own)
+            await self._lead(candidacy, position, own, None)
             return
+
+    def _promoted_by(self, waiting: Waiting, position: Position) -> bool:
+        """Whether the deletion of the head we waited on makes us leader with no request more.
+
+        The argument is :class:`~.candidacy.Waiting`'s: the head went, we are next, our node is
+        ours (no change of it was notified before the head's deletion) and the session holds
+        its lease now. With priorities or a handover request in the queue, who leads depends on
+        what changed since the listing: then the queue is read again.
+        """
+        own = waiting.own
+        return (
+            own is not None
+            and not own.change.done()
+            and self._state is ElectionState.FOLLOWING
+            and self.session.is_connected()
+            and not self._prioritized
+            and not position.path_has_data
+        )
 
     def _set_following(self) -> None:
         if self._state is ElectionState.SUSPENDED:
@@ -812,13 +840,24 @@ class Election:
             return False
         return True
 
-    async def _lead(self, candidacy: Candidacy, position: Position, own: OwnNode | None) -> None:
-        """Lead while our node, its owner and the session hold; hand over or resign on request."""
+    async def _lead(
+        self, candidacy: Candidacy, position: Position, own: OwnNode | None, promoted_by: Waiting | None
+    ) -> None:
+        """Lead while our node, its owner and the session hold; hand over or resign on request.
+
+        ``promoted_by``: the head whose deletion promoted us with no request (see
+        :meth:`_promoted_by`); the term it ended is read after our election, not before.
+        """
         session = self.session
-        ready = await self._prepare_to_lead(candidacy, position, own)
-        if ready is None:
-            return
-        own, previous, handover = ready
+        if promoted_by is not None:
+            assert own is not None
+            previous: terms.TermRecord | Waiting | None = promoted_by
+            handover = None
+        else:
+            ready = await self._prepare_to_lead(candidacy, position, own)
+            if ready is None:
+                return
+            own, previous, handover = ready
         while True:
             if own.stat.ephemeral_owner != candidacy.session_id or session.session_id != candidacy.session_id:
                 own.cancel()
@@ -834,7 +873,7 @@ class Election:
                     own.cancel()
                     raise NoNodeError(f"{own.node} was given up")
                 self._take_office(candidacy, own, previous)
-                await self._publish(candidacy, own)
+                await self._publish(candidacy, own, previous)
                 if handover is not None:
                     # Ours, or its target is gone: the handover is done either way.
                     await protocol.clear_handover(candidacy.zk, self.path, handover)
@@ -899,31 +938,59 @@ class Election:
             raise previous
         return fresh, previous
 
-    def _take_office(self, candidacy: Candidacy, own: OwnNode, previous: terms.TermRecord | None) -> None:
+    def _take_office(
+        self, candidacy: Candidacy, own: OwnNode, previous: terms.TermRecord | Waiting | None
+    ) -> None:
+        """The elected edge. ``previous`` names the term we replace: its record, or the head
+        whose deletion promoted us (its identity and czxid, read when we began to wait on it)."""
         self._set_following()
-        if previous is not None and previous.node == own.node:
-            previous = None  # our own term, resumed on the same node: nobody led in between
-        self._replaced = (
-            None if previous is None else terms.Previous(previous.token, previous.id, previous.ended)
+        if isinstance(previous, Waiting):
+            contender = parse_contender(previous.node.rpartition("/")[2])
+            recipe = contender.recipe if contender is not None else Recipe.NATIVE
+            previous_id, _ = decode_node_data(previous.raw, recipe)
+            replaced = (previous_id, previous.stat.czxid)
+        elif previous is not None and previous.node != own.node:
+            replaced = (previous.id, previous.token)
+        else:
+            replaced = None  # nobody, or our own term resumed on the same node
+        self._term = Term(
+            token=own.stat.czxid,
+            node=own.node,
+            path=self.path,
+            identity=self.identity,
+            session_id=candidacy.session_id,
+            started_at=time.time(),
+            started_monotonic=time.monotonic(),
         )
-        self._elect(
-            Term(
-                token=own.stat.czxid,
-                node=own.node,
-                path=self.path,
-                identity=self.identity,
-                session_id=candidacy.session_id,
-                started_at=time.time(),
-                started_monotonic=time.monotonic(),
-            ),
-            previous,
+        self._set(
+            ElectionState.LEADING,
+            Event.ELECTED,
+            None,
+            previous_id=replaced[0] if replaced else None,
+            previous_token=replaced[1] if replaced else None,
         )
+        self._callbacks.run(self._elected_callbacks, self._term)
 
-    async def _publish(self, candidacy: Candidacy, own: OwnNode) -> None:
-        """Record our term (see .terms): observers name only a recorded term's holder as leader."""
+    async def _publish(
+        self, candidacy: Candidacy, own: OwnNode, previous: terms.TermRecord | Waiting | None
+    ) -> None:
+        """Record our term (see .terms): observers name only a recorded term's holder as leader.
+
+        After the elected edge, off the failover's path. Promoted by a notification alone, we
+        read the record we replace first (it says how that term ended). ``term_recorded`` then
+        names it and the failover's length.
+        """
         term = self._term
         if term is None:
             return
+        if isinstance(previous, Waiting):
+            try:
+                previous = await terms.read(candidacy.zk, self.path)
+            except BaseException:
+                own.cancel()
+                raise
+        if previous is not None and previous.node == term.node:
+            previous = None  # our own term, resumed on the same node: nobody led in between
         record = terms.TermRecord(
             token=term.token,
             id=self.identity,
@@ -931,7 +998,9 @@ class Election:
             session_id=term.session_id,
             started_at=term.started_at,
             session_timeout_s=self.session.negotiated_timeout_s,
-            previous=self._replaced,
+            previous=None
+            if previous is None
+            else terms.Previous(previous.token, previous.id, previous.ended),
         )
         ours = candidacy.identities.ids if candidacy.identities is not None else ()
         acl = None if self.acl is None else path_acl(self.acl, ours)
@@ -951,6 +1020,18 @@ class Election:
             # The term is as safe without its record; observers show us as "next" meanwhile.
             self._published = None
             _log.warning("election %s: could not record term %d: %s", self.path, term.token, e)
+            return
+        if self._state is ElectionState.LEADING and self._term is term:
+            self._set(
+                self._state,
+                Event.TERM_RECORDED,
+                None,
+                force=True,
+                previous_id=previous.id if previous is not None else None,
+                previous_token=previous.token if previous is not None else None,
+                previous_alive_at=self._alive_at(previous) if previous is not None else None,
+                elected_at=term.started_at,
+            )
 
     async def _leave(self, candidacy: Candidacy, reason: Reason) -> None:
         """Delete our node; a recorded term of it is marked ended by ``reason`` in the same multi."""
@@ -970,32 +1051,18 @@ class Election:
         Hands over to a preferred contender once it has waited long enough. Returns whether
         to go on leading (False: we resigned, handed over, or lost the connection).
         """
-        zk = candidacy.zk
         session = self.session
-        try:
-            children, queue_change = await zk.watched_children(self.path)
-        except BaseException:
-            own.cancel()
-            raise
-        try:
-            target, wait_s = self._policy.successor(
-                parse_contenders(children),
-                is_mine=candidacy.is_mine,
-                session_timeout_s=session.negotiated_timeout_s,
-            )
-            if target is not None:
-                if await self._is_live_contender(zk, target) and self._policy.may_step_aside_for(target):
-                    own.cancel()
-                    queue_change.cancel()
-                    await protocol.write_handover(zk, self.path, target)
-                    await self._resign(candidacy, Reason.PRIORITY_HANDOVER)
-                    return False
-                self._policy.decline(target)
-        except BaseException:
-            own.cancel()
-            queue_change.cancel()
-            raise
-        waits = [own.change, queue_change, session.lease_lost(), self._wake_future()]
+        queue_change: asyncio.Future[None] | None = None
+        wait_s = None
+        if self._prioritized:
+            # Only priorities make the queue's changes matter to a leader: without them, our
+            # own node's watch and the session are all it waits on (one watch, no listings).
+            queue_change, wait_s = await self._consider_handover(candidacy, own)
+            if queue_change is None:
+                return False
+        waits = [own.change, session.lease_lost(), self._wake_future()]
+        if queue_change is not None:
+            waits.append(queue_change)
         if wait_s is not None:
             waits.append(_timer(wait_s))
         if protocol.step_down_request(own.raw) is not None:
@@ -1008,6 +1075,37 @@ class Election:
         # Revoked meanwhile (the lease ran out while a read waited for the connection): elect
         # again only through the queue, read afresh.
         return self._state is ElectionState.LEADING and session.holds_lease()
+
+    async def _consider_handover(
+        self, candidacy: Candidacy, own: OwnNode
+    ) -> tuple[asyncio.Future[None] | None, float | None]:
+        """List the queue (watched) and hand over to a preferred contender that has waited long
+        enough. Returns the queue's watch and when to look again; no watch if we handed over."""
+        zk = candidacy.zk
+        try:
+            children, queue_change = await zk.watched_children(self.path)
+        except BaseException:
+            own.cancel()
+            raise
+        try:
+            target, wait_s = self._policy.successor(
+                parse_contenders(children),
+                is_mine=candidacy.is_mine,
+                session_timeout_s=self.session.negotiated_timeout_s,
+            )
+            if target is not None:
+                if await self._is_live_contender(zk, target) and self._policy.may_step_aside_for(target):
+                    own.cancel()
+                    queue_change.cancel()
+                    await protocol.write_handover(zk, self.path, target)
+                    await self._resign(candidacy, Reason.PRIORITY_HANDOVER)
+                    return None, None
+                self._policy.decline(target)
+        except BaseException:
+            own.cancel()
+            queue_change.cancel()
+            raise
+        return queue_change, wait_s
 
     async def _defer_to_another(
         self, candidacy: Candidacy, position: Position, handover: protocol.Handover | None

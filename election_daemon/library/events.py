@@ -27,6 +27,7 @@ class Event(enum.StrEnum):
     RESUMED = "resumed"
     DEFERRED = "deferred"
     ELECTED = "elected"
+    TERM_RECORDED = "term_recorded"
     REVOKED = "revoked"
     SUSPENDED = "suspended"
     SESSION_LOST = "session_lost"

@@ -73,14 +73,18 @@ class Transition:
     # What an operator needs to read one line on its own. Each is ``None`` when unknown or
     # when the event is not one it belongs to (see _EVENT_FIELDS for the keys an event always has).
     previous_id: str | None = None
-    """``elected``: the identity of the previous term's leader (``None`` if there was none)."""
+    """``elected``, ``term_recorded``: the identity of the previous term's leader (``None`` if
+    there was none or it is unknown)."""
     previous_token: int | None = None
-    """``elected``: the token of the previous term."""
+    """``elected``, ``term_recorded``: the token of the previous term."""
     previous_alive_at: float | None = None
-    """``elected``: the previous term's last proof of life that this participant can know, in
+    """``term_recorded``: the previous term's last proof of life that this participant can know, in
     seconds since the epoch (wall clock; another host's clock when the previous leader said so
     itself). When the previous leader crashed, this is before ZooKeeper expired its session, so
     :attr:`failover_s` includes that wait."""
+    elected_at: float | None = None
+    """``term_recorded``: when the term was elected (unix time): :attr:`failover_s` ends there,
+    not at the record's write."""
     term_s: float | None = None
     """``revoked``: how long the term that ends lasted."""
     server: str | None = None
@@ -94,11 +98,12 @@ class Transition:
 
     @property
     def failover_s(self) -> float | None:
-        """``elected``: seconds from the previous term's last proof of life to this election."""
+        """``term_recorded``: seconds from the previous term's last proof of life to this
+        election (its ``elected`` edge)."""
         if self.previous_alive_at is None:
             return None
         # Clocks of two hosts: never report a negative failover for a skew.
-        return max(0.0, self.timestamp - self.previous_alive_at)
+        return max(0.0, (self.elected_at or self.timestamp) - self.previous_alive_at)
 
     def log_fields(self) -> dict[str, Any]:
         """The fixed keys of the log schema (``timestamp`` is added by the logger), ``detail``,
@@ -135,7 +140,8 @@ class Transition:
 # The keys an event's line always has (``null`` when unknown), so that a query on them finds
 # every such line; other events carry them only when known.
 _EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    Event.ELECTED: ("previous_id", "previous_token", "failover_s"),
+    Event.ELECTED: ("previous_id", "previous_token"),
+    Event.TERM_RECORDED: ("previous_id", "previous_token", "failover_s"),
     Event.REVOKED: ("term_s",),
     Event.CONNECTED: ("server", "session_timeout_s"),
     Event.RECONNECTED: ("server", "session_timeout_s"),

@@ -94,6 +94,22 @@ def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
     return found[(name, frozenset(labels.items()))]
 
 
+async def metrics_once_recorded(
+    p: Participant, terms: int
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """``/metrics`` once ``terms`` terms are recorded: the failover is observed at ``term_recorded``,
+    a round trip or two after ``elected``."""
+    key = (
+        "election_daemon_transitions_total",
+        frozenset({"event": "term_recorded", "path": p.election.path}.items()),
+    )
+    deadline = time.monotonic() + 10
+    while (found := samples((await p.get("/metrics"))[1])).get(key, 0) < terms:
+        assert time.monotonic() < deadline, f"{terms} terms not recorded after 10 s"
+        await asyncio.sleep(0.01)
+    return found
+
+
 async def test_every_endpoint_on_leader_and_follower(zk_hosts: str, zk_path: str) -> None:
     async with participant(zk_hosts, zk_path, "p0") as p0, participant(zk_hosts, zk_path, "p1") as p1:
         term = await p0.election.wait_for_leadership(10)
@@ -237,9 +253,7 @@ async def test_metrics_after_a_graceful_failover(zk_hosts: str, zk_path: str) ->
         second = await p1.election.wait_for_leadership(10)
         assert second.token > first.token
 
-        code, text = await p1.get("/metrics")
-        assert code == 200
-        new = samples(text)
+        new = await metrics_once_recorded(p1, 1)
         labels = {"path": zk_path}
         assert value(new, "election_daemon_is_leader", **labels) == 1
         assert value(new, "election_daemon_transitions_total", event="elected", **labels) == 1
@@ -256,7 +270,7 @@ async def test_metrics_after_a_graceful_failover(zk_hosts: str, zk_path: str) ->
         assert value(new, "election_daemon_term_start_timestamp_seconds", **labels) == second.started_at
         assert value(new, "election_daemon_session_timeout_seconds", **labels) == T
 
-        code, text = await p0.get("/metrics")
+        _, text = await p0.get("/metrics")
         old = samples(text)
         labels = {"path": zk_path}
         assert value(old, "election_daemon_is_leader", **labels) == 0
@@ -276,7 +290,7 @@ async def test_a_lone_participant_that_resigns_counts_a_new_term_and_a_failover(
         await p0.election.resign()
         second = await p0.election.wait_for_leadership(10)
         assert second.token > first.token
-        found = samples((await p0.get("/metrics"))[1])
+        found = await metrics_once_recorded(p0, 2)
         labels = {"path": zk_path}
         assert value(found, "election_daemon_transitions_total", event="elected", **labels) == 2
         assert value(found, "election_daemon_transitions_total", event="revoked", **labels) == 1

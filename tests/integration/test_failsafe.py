@@ -43,7 +43,7 @@ STEPS: list[tuple[Any, str]] = [
     (candidacy_module.Candidacy, "read_own"),
     (protocol_module, "read_handover"),
     (election_module.Election, "_defer_to_another"),
-    (election_module.Election, "_elect"),
+    (election_module.Election, "_take_office"),
     (election_module, "parse_contenders"),
     (priority_module.PriorityPolicy, "successor"),
     (protocol_module, "step_down_request"),
@@ -93,7 +93,9 @@ async def test_a_fault_at_any_step_revokes_and_the_election_goes_on(
     zk_hosts: str, zk_path: str, monkeypatch: pytest.MonkeyPatch, owner: Any, name: str
 ) -> None:
     rec = Recorder()
-    a = rec.attach(Election(zk_hosts, zk_path, identity="a", session_timeout_s=T))
+    # Only a leader that weighs priorities reads the queue while leading.
+    stable_s = 60.0 if name in ("parse_contenders", "successor") else None
+    a = rec.attach(Election(zk_hosts, zk_path, identity="a", session_timeout_s=T, priority_stable_s=stable_s))
     b = rec.attach(Election(zk_hosts, zk_path, identity="b", session_timeout_s=T))
     at_error: list[tuple[bool, ElectionState]] = []
 
@@ -189,7 +191,8 @@ async def test_a_loop_killed_outright_takes_leadership_with_it(
     zk_hosts: str, zk_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rec = Recorder()
-    a = rec.attach(Election(zk_hosts, zk_path, identity="a", session_timeout_s=T))
+    # A leader that weighs priorities reads the queue at its every change: the fault's site.
+    a = rec.attach(Election(zk_hosts, zk_path, identity="a", session_timeout_s=T, priority_stable_s=60.0))
     b = rec.attach(Election(zk_hosts, zk_path, identity="b", session_timeout_s=T))
     fault = Fault(a, Fatal("beyond Exception"))
     with injected(monkeypatch, election_module, "parse_contenders", fault):

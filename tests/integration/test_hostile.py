@@ -284,8 +284,14 @@ def test_a_daemon_whose_loop_fails_stops_its_command_and_the_next_one_leads(
 ) -> None:
     arm = tmp_path / "arm"
     a_child = LeaderChild(tmp_path / "a")
+    # With a priority, the leader re-reads the queue at its every change: the fault's site.
     a = daemons.start(
-        zk_hosts, zk_path, identity="a", command=a_child.command(), env=faulty("parse_contenders", arm)
+        zk_hosts,
+        zk_path,
+        identity="a",
+        options=["--priority", "1"],
+        command=a_child.command(),
+        env=faulty("parse_contenders", arm),
     )
     a.wait_for("elected")
     a_record = a_child.wait_started()

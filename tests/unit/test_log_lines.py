@@ -65,8 +65,10 @@ def test_levels_of_the_other_transitions() -> None:
 
 def test_each_event_has_its_own_keys_null_when_unknown() -> None:
     elected = transition(Event.ELECTED).log_fields()
-    assert (elected["previous_id"], elected["previous_token"], elected["failover_s"]) == (None, None, None)
-    assert "term_s" not in elected and "server" not in elected
+    assert (elected["previous_id"], elected["previous_token"]) == (None, None)
+    assert "term_s" not in elected and "server" not in elected and "failover_s" not in elected
+    recorded = transition(Event.TERM_RECORDED).log_fields()
+    assert (recorded["previous_id"], recorded["previous_token"], recorded["failover_s"]) == (None, None, None)
     assert transition(Event.REVOKED, Reason.LEASE_EXPIRED).log_fields()["term_s"] is None
     assert transition(Event.JOINED).log_fields()["leader_id"] is None
     assert transition(Event.DEFERRED, Reason.HANDOVER).log_fields()["target_id"] is None
@@ -79,12 +81,15 @@ def test_each_event_has_its_own_keys_null_when_unknown() -> None:
     assert transition(Event.STOPPED, Reason.STOPPED, leader_id="b").log_fields()["leader_id"] == "b"
 
 
-def test_failover_counts_from_the_previous_terms_last_proof_of_life() -> None:
-    elected = transition(Event.ELECTED, previous_id="b", previous_token=5, previous_alive_at=990.5)
-    fields = elected.log_fields()
+def test_failover_counts_from_the_previous_terms_last_proof_of_life_to_the_election() -> None:
+    recorded = transition(Event.TERM_RECORDED, previous_id="b", previous_token=5, previous_alive_at=990.5)
+    fields = recorded.log_fields()
     assert (fields["previous_id"], fields["previous_token"], fields["failover_s"]) == ("b", 5, 9.5)
+    # Timed to the elected edge, not to the record's write after it.
+    elected_earlier = transition(Event.TERM_RECORDED, previous_alive_at=990.5, elected_at=999.5)
+    assert elected_earlier.failover_s == 9.0
     # Another host's clock ahead of ours: never a negative failover.
-    assert transition(Event.ELECTED, previous_alive_at=1001.0).failover_s == 0.0
+    assert transition(Event.TERM_RECORDED, previous_alive_at=1001.0).failover_s == 0.0
 
 
 def log_console(*events: tuple[str, str, dict[str, Any]]) -> list[str]:

@@ -146,12 +146,24 @@ def test_failover_counts_from_the_previous_terms_last_proof_of_life_when_known()
     # Seen by this participant: the node it waited on went at 10.0; it leads at 10.2. But the
     # previous leader was last alive at 5.0 (then crashed; ZooKeeper expired its session).
     listener(transition(Event.PREDECESSOR_GONE, token=None, monotonic_s=10.0))
-    listener(transition(Event.ELECTED, token=8, monotonic_s=10.2, previous_alive_at=1_000_005.0))
+    listener(transition(Event.ELECTED, token=8, monotonic_s=10.2))
+    # Observed once the term's record (read after a notification-only promotion) says so.
+    assert scrape(metrics.registry)[key("election_daemon_failover_seconds_count", path="/e")] == 0
+    listener(
+        transition(
+            Event.TERM_RECORDED,
+            token=8,
+            monotonic_s=10.21,
+            previous_alive_at=1_000_005.0,
+            elected_at=1_000_010.2,
+        )
+    )
     found = scrape(metrics.registry)
     assert found[key("election_daemon_failover_seconds_sum", path="/e")] == pytest.approx(5.2)
     # Unknown: from the end of the term as this participant saw it (its own revocation).
     listener(transition(Event.REVOKED, token=8, monotonic_s=20.0))
     listener(transition(Event.ELECTED, token=9, monotonic_s=20.5))
+    listener(transition(Event.TERM_RECORDED, token=9, monotonic_s=20.51))
     found = scrape(metrics.registry)
     assert found[key("election_daemon_failover_seconds_count", path="/e")] == 2
     assert found[key("election_daemon_failover_seconds_sum", path="/e")] == pytest.approx(5.7)
@@ -160,6 +172,7 @@ def test_failover_counts_from_the_previous_terms_last_proof_of_life_when_known()
     # The very first term of an election that saw no term end, with no previous term known.
     fresh = ElectionMetrics(Election(HOSTS, "/f", identity="a"))
     fresh._on_transition(transition(Event.ELECTED, monotonic_s=1.0))
+    fresh._on_transition(transition(Event.TERM_RECORDED, monotonic_s=1.01))
     assert scrape(fresh.registry)[key("election_daemon_failover_seconds_count", path="/f")] == 0
 
 
