@@ -760,6 +760,7 @@ class Election:
         session = self.session
         own: OwnNode | None = None
         predecessor_went = False
+        head_went: Waiting | None = None  # the head whose deletion we last saw, if it was one
         while session.is_connected():
             if predecessor_went:
                 # Not promoted on the notification alone (see _promoted_by): read the queue and
@@ -774,6 +775,7 @@ class Election:
             self._prioritized = self._prioritized or position.prioritized
             waiting = await candidacy.watch_predecessor(position.preceding, self._ignore)
             if waiting is not None:
+                head_went = None
                 if self._state is ElectionState.LEADING:
                     # Re-verifying after a reconnection, our node is not first any more: only a
                     # node of ours replaced since (ours was deleted) can explain it.
@@ -786,9 +788,12 @@ class Election:
                 # first_of cancels what did not fire: a cancelled watch is no deletion.
                 if waiting.deleted.done() and not waiting.deleted.cancelled():
                     self._predecessor_gone_at = time.time()
+                    if waiting.node == position.preceding[0]:
+                        head_went = waiting
                     if self._promoted_by(waiting, position):
                         self._set(self._state, Event.PREDECESSOR_GONE, None, force=True)
-                        await self._lead(candidacy, position.without(waiting.node), waiting.own, waiting)
+                        rest = position.without(waiting.node)
+                        await self._lead(candidacy, rest, waiting.own, waiting, promoted=True)
                         return
                 waiting.cancel()
                 predecessor_went = True
@@ -796,7 +801,7 @@ class Election:
             if self._state is ElectionState.FOLLOWING:
                 # Not an edge: the moment a failover begins, as this participant sees it.
                 self._set(self._state, Event.PREDECESSOR_GONE, None, force=True)
-            await self._lead(candidacy, position, own, None)
+            await self._lead(candidacy, position, own, head_went)
             return
 
     def _promoted_by(self, waiting: Waiting, position: Position) -> bool:
@@ -841,23 +846,29 @@ class Election:
         return True
 
     async def _lead(
-        self, candidacy: Candidacy, position: Position, own: OwnNode | None, promoted_by: Waiting | None
+        self,
+        candidacy: Candidacy,
+        position: Position,
+        own: OwnNode | None,
+        head: Waiting | None,
+        *,
+        promoted: bool = False,
     ) -> None:
         """Lead while our node, its owner and the session hold; hand over or resign on request.
 
-        ``promoted_by``: the head whose deletion promoted us with no request (see
-        :meth:`_promoted_by`); the term it ended is read after our election, not before.
+        ``head``: the head of the queue whose deletion we waited on, if it was one (it names the
+        previous term at once); ``promoted``: its deletion alone made us leader (see
+        :meth:`_promoted_by`), with our node already read and watched. Either way the record
+        of the term we replace is read after the elected edge, off the failover's path.
         """
         session = self.session
-        if promoted_by is not None:
-            assert own is not None
-            previous: terms.TermRecord | Waiting | None = promoted_by
-            handover = None
-        else:
+        handover: protocol.Handover | None = None
+        if not promoted:
             ready = await self._prepare_to_lead(candidacy, position, own)
             if ready is None:
                 return
-            own, previous, handover = ready
+            own, handover = ready
+        assert own is not None
         while True:
             if own.stat.ephemeral_owner != candidacy.session_id or session.session_id != candidacy.session_id:
                 own.cancel()
@@ -872,8 +883,8 @@ class Election:
                     # Given up meanwhile (an internal error in a session callback).
                     own.cancel()
                     raise NoNodeError(f"{own.node} was given up")
-                self._take_office(candidacy, own, previous)
-                await self._publish(candidacy, own, previous)
+                self._take_office(candidacy, own, head)
+                await self._publish(candidacy, own)
                 if handover is not None:
                     # Ours, or its target is gone: the handover is done either way.
                     await protocol.clear_handover(candidacy.zk, self.path, handover)
@@ -891,25 +902,11 @@ class Election:
 
     async def _prepare_to_lead(
         self, candidacy: Candidacy, position: Position, own: OwnNode | None
-    ) -> tuple[OwnNode, terms.TermRecord | None, protocol.Handover | None] | None:
-        """Our node (watched), the record we would replace and a pending handover; None if we
-        stepped aside for another contender instead."""
-        previous: terms.TermRecord | None = None
-        if own is None and self._state is ElectionState.LEADING:
+    ) -> tuple[OwnNode, protocol.Handover | None] | None:
+        """Our node (watched) and a pending handover; None if we stepped aside for another
+        contender instead."""
+        if own is None:
             own = await candidacy.read_own()
-        elif own is None:
-            # The record we are about to replace names the previous leader (one round trip
-            # with the read of our own node).
-            own, previous = await self._read_own_and_record(candidacy)
-        elif self._state is not ElectionState.LEADING:
-            # Read after the listing that showed our predecessor gone, never beside it: sent
-            # together, the record's read could be served before a graceful leader's last
-            # write (its term marked ended, its node deleted) and the listing after it.
-            try:
-                previous = await terms.read(candidacy.zk, self.path)
-            except BaseException:
-                own.cancel()
-                raise
         try:
             handover = (
                 await protocol.read_handover(candidacy.zk, self.path) if position.path_has_data else None
@@ -924,35 +921,17 @@ class Election:
         except BaseException:
             own.cancel()
             raise
-        return own, previous, handover
+        return own, handover
 
-    async def _read_own_and_record(self, candidacy: Candidacy) -> tuple[OwnNode, terms.TermRecord | None]:
-        reads = await asyncio.gather(
-            candidacy.read_own(), terms.read(candidacy.zk, self.path), return_exceptions=True
-        )
-        fresh, previous = reads
-        if isinstance(fresh, BaseException):
-            raise fresh
-        if isinstance(previous, BaseException):
-            fresh.cancel()
-            raise previous
-        return fresh, previous
-
-    def _take_office(
-        self, candidacy: Candidacy, own: OwnNode, previous: terms.TermRecord | Waiting | None
-    ) -> None:
-        """The elected edge. ``previous`` names the term we replace: its record, or the head
-        whose deletion promoted us (its identity and czxid, read when we began to wait on it)."""
+    def _take_office(self, candidacy: Candidacy, own: OwnNode, head: Waiting | None) -> None:
+        """The elected edge. ``head``: the head whose deletion we waited on, read when we began
+        to wait on it: its identity and czxid name the term we replace."""
         self._set_following()
-        if isinstance(previous, Waiting):
-            contender = parse_contender(previous.node.rpartition("/")[2])
+        replaced: tuple[str | None, int] | None = None
+        if head is not None:
+            contender = parse_contender(head.node.rpartition("/")[2])
             recipe = contender.recipe if contender is not None else Recipe.NATIVE
-            previous_id, _ = decode_node_data(previous.raw, recipe)
-            replaced = (previous_id, previous.stat.czxid)
-        elif previous is not None and previous.node != own.node:
-            replaced = (previous.id, previous.token)
-        else:
-            replaced = None  # nobody, or our own term resumed on the same node
+            replaced = (decode_node_data(head.raw, recipe)[0], head.stat.czxid)
         self._term = Term(
             token=own.stat.czxid,
             node=own.node,
@@ -971,24 +950,23 @@ class Election:
         )
         self._callbacks.run(self._elected_callbacks, self._term)
 
-    async def _publish(
-        self, candidacy: Candidacy, own: OwnNode, previous: terms.TermRecord | Waiting | None
-    ) -> None:
+    async def _publish(self, candidacy: Candidacy, own: OwnNode) -> None:
         """Record our term (see .terms): observers name only a recorded term's holder as leader.
 
-        After the elected edge, off the failover's path. Promoted by a notification alone, we
-        read the record we replace first (it says how that term ended). ``term_recorded`` then
-        names it and the failover's length.
+        After the elected edge, off the failover's path: first the record we replace (how that
+        term ended), then ours in its place; ``term_recorded`` names the one replaced and the
+        failover's length. The read comes after the listing or notification that showed our
+        predecessor gone, never beside it: a graceful leader's last write (its term marked ended,
+        its node deleted) is then always seen.
         """
         term = self._term
         if term is None:
             return
-        if isinstance(previous, Waiting):
-            try:
-                previous = await terms.read(candidacy.zk, self.path)
-            except BaseException:
-                own.cancel()
-                raise
+        try:
+            previous, recorded = await terms.read_slot(candidacy.zk, self.path)
+        except BaseException:
+            own.cancel()
+            raise
         if previous is not None and previous.node == term.node:
             previous = None  # our own term, resumed on the same node: nobody led in between
         record = terms.TermRecord(
@@ -1009,7 +987,7 @@ class Election:
         # after the record (or finds none and the node is deleted alone).
         self._published = record
         try:
-            await terms.publish(candidacy.zk, self.path, record, acl)
+            await terms.publish(candidacy.zk, self.path, record, acl, exists=recorded)
         except GuardFailedError as e:
             self._published = None
             own.cancel()

@@ -56,6 +56,7 @@ __all__ = [
     "end_and_leave",
     "publish",
     "read",
+    "read_slot",
     "term_path",
 ]
 
@@ -204,21 +205,35 @@ def _our_node(path: str, node: object) -> bool:
 
 async def read(zk: ZooKeeper, path: str) -> TermRecord | None:
     """The recorded term under ``path``, if any well-formed one."""
+    record, _ = await read_slot(zk, path)
+    return record
+
+
+async def read_slot(zk: ZooKeeper, path: str) -> tuple[TermRecord | None, bool]:
+    """The recorded term under ``path`` (if well-formed), and whether its node exists at all:
+    :func:`publish` then writes it with one multi, not two."""
     try:
         raw, _ = await zk.get(term_path(path))
     except NoNodeError:
-        return None
-    return decode(path, raw)
+        return None, False
+    return decode(path, raw), True
 
 
-async def publish(zk: ZooKeeper, path: str, record: TermRecord, acl: Sequence[AclEntry] | None) -> None:
-    """Record ``record`` as the live term, only while its node exists (GuardFailedError if not)."""
+async def publish(
+    zk: ZooKeeper, path: str, record: TermRecord, acl: Sequence[AclEntry] | None, *, exists: bool = True
+) -> None:
+    """Record ``record`` as the live term, only while its node exists (GuardFailedError if not).
+
+    ``exists``: whether the record's node was there when last read; a guess that a concurrent
+    writer proved wrong costs one more multi, never a wrong record.
+    """
     data = encode(record)
-    try:
-        await zk.guarded_set(record.node, term_path(path), data)
-        return
-    except NoNodeError:
-        pass  # the first term on this path: no record yet
+    if exists:
+        try:
+            await zk.guarded_set(record.node, term_path(path), data)
+            return
+        except NoNodeError:
+            pass  # deleted since (by hand): create it
     try:
         await zk.guarded_create(record.node, term_path(path), data, acl)
     except NodeExistsError:
