@@ -285,6 +285,9 @@ class Position:
     preceding: tuple[str, ...]
     path_has_data: bool
     """Whether the election path holds data (a handover request) worth reading."""
+    term_recorded: bool = True
+    """Whether the listing showed a term record (``_term``): a head that saw none and leads
+    records the first term without reading one (only a leader writes it)."""
 
     @property
     def prioritized(self) -> bool:
@@ -326,6 +329,8 @@ class Candidacy:
         self.recipe = recipe
         self.guid = new_guid(recipe)
         self._attempted = False
+        self.notified = False
+        """Whether this candidacy told a lesser head of its priority (see .protocol)."""
         self.node: str | None = None
         self.czxid: int | None = None
         """Our node's czxid: a contender created after it cannot be our predecessor."""
@@ -406,7 +411,9 @@ class Candidacy:
         preceding = tuple(f"{self.path}/{c.name}" for c in contenders if c < mine and not self.is_mine(c))
         others = tuple(c for c in contenders if not self.is_mine(c))
         ordered = tuple(sorted((*others, mine)))
-        return Position(node, mine, ordered, preceding, path_stat.data_length > 0)
+        return Position(
+            node, mine, ordered, preceding, path_stat.data_length > 0, terms.TERM_NODE in children
+        )
 
     async def read_own(self) -> OwnNode:
         """Our node: owner, data and czxid, watched from now on."""

@@ -773,6 +773,7 @@ class Election:
             else:
                 position = await candidacy.position()
             self._prioritized = self._prioritized or position.prioritized
+            await self._notify_a_lesser_head(candidacy, position)
             waiting = await candidacy.watch_predecessor(position.preceding, self._ignore)
             if waiting is not None:
                 head_went = None
@@ -803,6 +804,16 @@ class Election:
                 self._set(self._state, Event.PREDECESSOR_GONE, None, force=True)
             await self._lead(candidacy, position, own, head_went)
             return
+
+    async def _notify_a_lesser_head(self, candidacy: Candidacy, position: Position) -> None:
+        """Joining with a priority above the head's: tell it, once per candidacy, so that it
+        watches the queue and hands over once we have waited long enough (see .protocol)."""
+        if self.priority <= 0 or candidacy.notified or not position.preceding:
+            return
+        head = position.contenders[0]
+        if head.recipe is Recipe.NATIVE and head.priority < self.priority:
+            candidacy.notified = True
+            await protocol.notify_priority(candidacy.zk, position.preceding[0])
 
     def _promoted_by(self, waiting: Waiting, position: Position) -> bool:
         """Whether the deletion of the head we waited on makes us leader with no request more.
@@ -870,6 +881,8 @@ class Election:
             own, handover = ready
         assert own is not None
         while True:
+            # A preferred contender joined (see .protocol): from now on the queue matters.
+            self._prioritized = self._prioritized or protocol.priority_notice(own.raw)
             if own.stat.ephemeral_owner != candidacy.session_id or session.session_id != candidacy.session_id:
                 own.cancel()
                 raise NoNodeError(f"{own.node} is not owned by our session")
@@ -884,7 +897,8 @@ class Election:
                     own.cancel()
                     raise NoNodeError(f"{own.node} was given up")
                 self._take_office(candidacy, own, head)
-                await self._publish(candidacy, own)
+                # Head in a listing without a record: nobody else can have written one since.
+                await self._publish(candidacy, own, read_first=position.term_recorded or head is not None)
                 if handover is not None:
                     # Ours, or its target is gone: the handover is done either way.
                     await protocol.clear_handover(candidacy.zk, self.path, handover)
@@ -950,23 +964,27 @@ class Election:
         )
         self._callbacks.run(self._elected_callbacks, self._term)
 
-    async def _publish(self, candidacy: Candidacy, own: OwnNode) -> None:
+    async def _publish(self, candidacy: Candidacy, own: OwnNode, *, read_first: bool) -> None:
         """Record our term (see .terms): observers name only a recorded term's holder as leader.
 
         After the elected edge, off the failover's path: first the record we replace (how that
         term ended), then ours in its place; ``term_recorded`` names the one replaced and the
         failover's length. The read comes after the listing or notification that showed our
         predecessor gone, never beside it: a graceful leader's last write (its term marked ended,
-        its node deleted) is then always seen.
+        its node deleted) is then always seen. ``read_first`` False: the listing that made us
+        head showed no record, and only a leader writes one, so there is none to read.
         """
         term = self._term
         if term is None:
             return
-        try:
-            previous, recorded = await terms.read_slot(candidacy.zk, self.path)
-        except BaseException:
-            own.cancel()
-            raise
+        previous: terms.TermRecord | None = None
+        recorded = False
+        if read_first:
+            try:
+                previous, recorded = await terms.read_slot(candidacy.zk, self.path)
+            except BaseException:
+                own.cancel()
+                raise
         if previous is not None and previous.node == term.node:
             previous = None  # our own term, resumed on the same node: nobody led in between
         record = terms.TermRecord(

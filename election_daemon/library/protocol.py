@@ -5,6 +5,9 @@ is their one home: ``election-daemon step-down`` writes them, the election reads
 
 - **Step-down**: ``{"step_down": {"request": ID}}`` added to the *leader's node* data, beside
   its identity and data. The leader watches its own node and resigns when it sees one.
+- **Priority notice**: ``{"priority_notice": true}`` added to the *leader's node* data by a
+  contender that joins with a higher priority than the leader's. Without priorities a leader
+  does not watch the queue (its changes cannot matter); the notice makes it start.
 - **Handover**: ``{"handover_to": NODE, "request": ID}`` as the *election path's* data, where
   ``NODE`` is ``<path>/<child>`` and the child's name ends in a sequence number. Contenders
   before ``NODE`` step aside instead of leading; whoever leads clears it.
@@ -40,8 +43,11 @@ __all__ = [
     "decode_handover",
     "encode_handover",
     "new_request_id",
+    "notify_priority",
+    "priority_notice",
     "read_handover",
     "step_down_request",
+    "with_priority_notice",
     "with_step_down_request",
     "write_handover",
 ]
@@ -98,6 +104,32 @@ def with_step_down_request(raw: bytes, request_id: str) -> bytes:
     doc = _document(raw) or {}
     doc["step_down"] = {"request": request_id}
     return payload.dumps(doc).encode("utf-8")
+
+
+# -- priority notice: in the leader's node -------------------------------------------
+
+
+def priority_notice(raw: bytes) -> bool:
+    """Whether a leader's node data carries ``{"priority_notice": true}``: a contender with a
+    higher priority joined, and the leader should watch the queue from now on."""
+    doc = _document(raw)
+    return doc is not None and doc.get("priority_notice") is True
+
+
+def with_priority_notice(raw: bytes) -> bytes:
+    """A leader's node data with a priority notice added, its identity and data kept."""
+    doc = _document(raw) or {}
+    doc["priority_notice"] = True
+    return payload.dumps(doc).encode("utf-8")
+
+
+async def notify_priority(zk: ZooKeeper, node: str) -> None:
+    """Tell the leader at ``node`` that priorities are in use (best effort: at the version read,
+    so a concurrent step-down request is never overwritten; a node gone needs no notice)."""
+    with contextlib.suppress(ZooKeeperError):
+        raw, stat = await zk.get(node)
+        if not priority_notice(raw):
+            await zk.set(node, with_priority_notice(raw), version=stat.version)
 
 
 # -- handover: in the election path's data ---------------------------------------------

@@ -106,8 +106,10 @@ class Session:
         self._lease = Lease(zk.negotiated_timeout_s)
         self._state = SessionState.CONNECTING
         self._session_id: int | None = None
-        self._listeners: list[Listener] = []
-        self._state_waiters: list[tuple[Callable[[SessionState], bool], asyncio.Future[None]]] = []
+        # Dicts (ordered, O(1) removal), not lists: ten thousand elections may share a session,
+        # and each one's waits come and go at every wake-up.
+        self._listeners: dict[Listener, None] = {}
+        self._state_waiters: dict[asyncio.Future[None], Callable[[SessionState], bool]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._lease_timer: asyncio.TimerHandle | None = None
         self._probe_now = asyncio.Event()
@@ -182,11 +184,10 @@ class Session:
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` synchronously on every state edge. It must not block."""
-        self._listeners.append(listener)
+        self._listeners[listener] = None
 
     def remove_listener(self, listener: Listener) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(listener)
+        self._listeners.pop(listener, None)
 
     async def wait_connected(self) -> None:
         """Until the session is CONNECTED; raises SessionLostError once CLOSED."""
@@ -221,7 +222,8 @@ class Session:
     async def start(self, *, connect_timeout_s: float) -> None:
         """Connect if needed and wait until CONNECTED (lease renewed)."""
         if self._started:
-            await asyncio.wait_for(self.wait_connected(), connect_timeout_s)
+            if not self.is_connected():  # (a shared session: usually confirmed long ago)
+                await asyncio.wait_for(self.wait_connected(), connect_timeout_s)
             return
         self._started = True
         if not self.zk.started:
@@ -287,29 +289,25 @@ class Session:
                 listener(change)
             except Exception:
                 _log.exception("session listener failed")
-        waiters, self._state_waiters = self._state_waiters, []
-        for predicate, fut in waiters:
+        for fut, predicate in list(self._state_waiters.items()):
             if fut.done():
-                continue
-            if predicate(state):
+                self._state_waiters.pop(fut, None)
+            elif predicate(state):
+                # Its done callback forgets it.
                 fut.set_result(None)
-            else:
-                self._state_waiters.append((predicate, fut))
 
     def _future(self, predicate: Callable[[SessionState], bool]) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if predicate(self._state):
             fut.set_result(None)
         else:
-            entry = (predicate, fut)
-            self._state_waiters.append(entry)
+            self._state_waiters[fut] = predicate
             # Waits abandoned between edges (every wake-up of an election makes one) go now.
-            fut.add_done_callback(lambda _f: self._forget_waiter(entry))
+            fut.add_done_callback(self._forget_waiter)
         return fut
 
-    def _forget_waiter(self, entry: tuple[Callable[[SessionState], bool], asyncio.Future[None]]) -> None:
-        with contextlib.suppress(ValueError):
-            self._state_waiters.remove(entry)
+    def _forget_waiter(self, fut: asyncio.Future[None]) -> None:
+        self._state_waiters.pop(fut, None)
 
     async def _wait(self, predicate: Callable[[SessionState], bool]) -> None:
         fut = self._future(predicate)

@@ -86,6 +86,21 @@ async def test_a_preferred_participant_takes_over_once_it_is_stable(zk_hosts: st
             assert elected_ids(rec) == ["low", "high"]
 
 
+async def test_a_leader_without_priorities_hears_of_a_preferred_joiner_and_hands_over(
+    zk_hosts: str, zk_path: str
+) -> None:
+    """A leader with no priority does not watch the queue; a joiner with a higher one tells it."""
+    rec = Recorder()
+    low = rec.attach(Election(zk_hosts, zk_path, identity="low", session_timeout_s=T))
+    high = rec.attach(Election(zk_hosts, zk_path, identity="high", session_timeout_s=T, priority=5))
+    async with running([low]):
+        await low.wait_for_leadership(10)
+        async with running([high]):
+            await high.wait_for_leadership(4 * T + 10)
+            assert rec.events("low", "revoked")[0].reason == "priority_handover"
+            assert elected_ids(rec) == ["low", "high"]
+
+
 async def test_a_flapping_preferred_participant_causes_no_handover(zk_hosts: str, zk_path: str) -> None:
     rec = Recorder()
     leader = rec.attach(

@@ -15,6 +15,7 @@ class ZKClient:
     chroot: str | None
     session: Session
     default_acl: list[Any]
+    stat_cache: dict[str, Any]
     recipes: Any
     def __init__(
         self,
