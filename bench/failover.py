@@ -31,9 +31,15 @@ test CA), and four more rows run over it, each in the round-robin group of its p
 ``daemon/sigkill-tls`` (the daemon with ``--tls-ca``, ``--tls-cert``, ``--tls-key``). A second
 table puts the p50 of each beside its plain twin's, from the same run.
 
+After the table: each ``daemon/sigterm`` trial step by step (:data:`_HANDOVER_STEPS`, from the
+two daemons' own log lines) with the median of each step, and each row's p50 over its anchor's
+(:data:`_RATIOS`: the library over aiozk and kazoo, the daemon over etcdctl) with issue 11's
+targets.
+
 Usage: ``python bench/failover.py [--trials N] [--only ROWS] [--tls] [--json FILE]``. Exit status 1 if a
-row failed or missed its target. Every wait has a deadline, and every process started here is
-killed on the way out (and by the kernel if this process is SIGKILLed).
+row failed or missed its target, or a ratio missed its target. Every wait has a deadline, and
+every process started here is killed on the way out (and by the kernel if this process is
+SIGKILLed).
 """
 
 from __future__ import annotations
