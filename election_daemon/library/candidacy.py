@@ -371,7 +371,9 @@ class Candidacy:
                 self.czxid = created.czxid
                 return self.node
             except NoNodeError:
-                # The election path is missing (first use, or deleted mid-run): recreate it.
+                # The election path is missing (first use, or deleted mid-run): recreate it. A
+                # create refused so created nothing: the next one needs no listing either.
+                self._attempted = False
                 await self.zk.ensure_path(
                     self.path, None if self.acl is None else path_acl(self.acl, self._ours())
                 )
