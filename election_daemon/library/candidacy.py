@@ -464,7 +464,7 @@ class Candidacy:
     async def _watch_with_own(self, node: str) -> Waiting:
         """The head's node and ours, both read and watched, in one round trip (NoNodeError if the
         head is gone; our own node gone or no longer ours gives no :class:`OwnNode`)."""
-        head, own = await asyncio.gather(self._watch(node), self.read_own(), return_exceptions=True)
+        own, head = await asyncio.gather(self.read_own(), self._watch(node), return_exceptions=True)
         if isinstance(head, BaseException):
             if isinstance(own, OwnNode):
                 own.cancel()

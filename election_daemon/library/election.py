@@ -236,11 +236,11 @@ class Election:
         self._session_released = False
         # The term we recorded in ZooKeeper (see .terms), and when our predecessor went.
         self._published: terms.TermRecord | None = None
-        self._replaced: terms.Previous | None = None
         self._predecessor_gone_at: float | None = None
         # Whether priorities are in use: ours, a stability wait asked for, or a contender seen
-        # with one. Only then does the leader watch the queue (see _hold_office).
-        self._prioritized = priority != 0 or priority_stable_s is not None
+        # with one. Only then does the leader watch the queue (see _hold_office). With ACLs,
+        # other participants may not write the priority notice into our node: watch anyway.
+        self._prioritized = priority != 0 or priority_stable_s is not None or acl is not None
 
     # -- registration ------------------------------------------------------------------
 
@@ -773,21 +773,19 @@ class Election:
             else:
                 position = await candidacy.position()
             self._prioritized = self._prioritized or position.prioritized
-            await self._notify_a_lesser_head(candidacy, position)
-            waiting = await candidacy.watch_predecessor(position.preceding, self._ignore)
+            try:
+                await self._notify_a_lesser_head(candidacy, position)
+                waiting = await candidacy.watch_predecessor(position.preceding, self._ignore)
+            except BaseException:
+                if own is not None:
+                    own.cancel()
+                raise
             if waiting is not None:
                 head_went = None
-                if self._state is ElectionState.LEADING:
-                    # Re-verifying after a reconnection, our node is not first any more: only a
-                    # node of ours replaced since (ours was deleted) can explain it.
-                    self._revoke(Reason.NODE_DELETED, ElectionState.FOLLOWING)
                 if own is not None:
                     own.cancel()
                     own = None
-                self._set_following()
-                await first_of(waiting.deleted, waiting.changed, session.not_connected(), self._wake_future())
-                # first_of cancels what did not fire: a cancelled watch is no deletion.
-                if waiting.deleted.done() and not waiting.deleted.cancelled():
+                if await self._follow(waiting):
                     self._predecessor_gone_at = time.time()
                     if waiting.node == position.preceding[0]:
                         head_went = waiting
@@ -805,6 +803,22 @@ class Election:
             await self._lead(candidacy, position, own, head_went)
             return
 
+    async def _follow(self, waiting: Waiting) -> bool:
+        """Follow until the contender we wait on goes (True), or something else happens."""
+        try:
+            if self._state is ElectionState.LEADING:
+                # Re-verifying after a reconnection, our node is not first any more: only a
+                # node of ours replaced since (ours was deleted) can explain it.
+                self._revoke(Reason.NODE_DELETED, ElectionState.FOLLOWING)
+            self._set_following()
+            session = self.session
+            await first_of(waiting.deleted, waiting.changed, session.not_connected(), self._wake_future())
+        except BaseException:
+            waiting.cancel()
+            raise
+        # first_of cancels what did not fire: a cancelled watch is no deletion.
+        return _fired(waiting.deleted)
+
     async def _notify_a_lesser_head(self, candidacy: Candidacy, position: Position) -> None:
         """Joining with a priority above the head's: tell it, once per candidacy, so that it
         watches the queue and hands over once we have waited long enough (see .protocol)."""
@@ -813,7 +827,14 @@ class Election:
         head = position.contenders[0]
         if head.recipe is Recipe.NATIVE and head.priority < self.priority:
             candidacy.notified = True
-            await protocol.notify_priority(candidacy.zk, position.preceding[0])
+            failed = await protocol.notify_priority(candidacy.zk, position.preceding[0])
+            if failed is not None:
+                _log.warning(
+                    "election %s: could not tell the leader of our priority (%s): it takes over "
+                    "at the next change of leadership instead",
+                    self.path,
+                    failed,
+                )
 
     def _promoted_by(self, waiting: Waiting, position: Position) -> bool:
         """Whether the deletion of the head we waited on makes us leader with no request more.
@@ -831,6 +852,12 @@ class Election:
             and self.session.is_connected()
             and not self._prioritized
             and not position.path_has_data
+            # The head's data changed, or held a request already when we read it: a step-down
+            # request follows the handover request it names (see .protocol), and a priority
+            # notice means a preferred contender joined after our listing. Look again.
+            and not _fired(waiting.changed)
+            and protocol.step_down_request(waiting.raw) is None
+            and not protocol.priority_notice(waiting.raw)
         )
 
     def _set_following(self) -> None:
@@ -897,12 +924,17 @@ class Election:
                     own.cancel()
                     raise NoNodeError(f"{own.node} was given up")
                 self._take_office(candidacy, own, head)
-                # Head in a listing without a record: nobody else can have written one since.
-                await self._publish(candidacy, own, read_first=position.term_recorded or head is not None)
+                # Head, alone, in a listing without a record: nobody can have written one since
+                # (with contenders before us, one may have led meanwhile and left).
+                recorded = position.term_recorded or head is not None or bool(position.preceding)
+                await self._publish(candidacy, own, read_first=recorded)
                 if handover is not None:
                     # Ours, or its target is gone: the handover is done either way.
                     await protocol.clear_handover(candidacy.zk, self.path, handover)
                     handover = None
+            elif self._published is None and self._term is not None and self._term.node == own.node:
+                # A record that a lost connection kept from landing: write it now.
+                await self._publish(candidacy, own, read_first=True)
             elif protocol.step_down_request(own.raw) is not None and self._policy.may_step_down():
                 own.cancel()
                 await self._resign(candidacy, Reason.STEP_DOWN)
@@ -1157,6 +1189,11 @@ class Election:
 
 # The session edges whose transitions name the server and the negotiated timeout.
 _CONFIRMED = frozenset({Event.CONNECTED, Event.RECONNECTED})
+
+
+def _fired(fut: asyncio.Future[None]) -> bool:
+    """Whether a watch future fired (a cancelled one is done but saw nothing)."""
+    return fut.done() and not fut.cancelled()
 
 
 def _timer(delay_s: float) -> asyncio.Future[None]:

@@ -123,13 +123,26 @@ def with_priority_notice(raw: bytes) -> bytes:
     return payload.dumps(doc).encode("utf-8")
 
 
-async def notify_priority(zk: ZooKeeper, node: str) -> None:
-    """Tell the leader at ``node`` that priorities are in use (best effort: at the version read,
-    so a concurrent step-down request is never overwritten; a node gone needs no notice)."""
-    with contextlib.suppress(ZooKeeperError):
+async def notify_priority(zk: ZooKeeper, node: str) -> str | None:
+    """Tell the leader at ``node`` that priorities are in use; returns why it could not.
+
+    Best effort: written at the version read, so a concurrent step-down request is never
+    overwritten; a node gone needs no notice; data that would grow past what readers decode is
+    left alone.
+    """
+    try:
         raw, stat = await zk.get(node)
-        if not priority_notice(raw):
-            await zk.set(node, with_priority_notice(raw), version=stat.version)
+        if priority_notice(raw):
+            return None
+        data = with_priority_notice(raw)
+        if len(data) > payload.MAX_DATA_BYTES:
+            return "the leader's node data is too large to add a notice to"
+        await zk.set(node, data, version=stat.version)
+    except NoNodeError:
+        return None
+    except ZooKeeperError as e:
+        return str(e)
+    return None
 
 
 # -- handover: in the election path's data ---------------------------------------------

@@ -16,6 +16,7 @@ after an overflow a minus sign and nine or ten digits (``-000000001``, ``-214748
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import uuid
 from collections.abc import Iterable
@@ -95,6 +96,8 @@ class Contender:
         object.__setattr__(self, "rank", self.sequence & 0xFFFFFFFF)
 
 
+# Bounded: every election on a path lists the same names, again at each change of the queue.
+@functools.lru_cache(maxsize=8192)
 def parse_contender(name: str) -> Contender | None:
     """The contender ``name`` claims to be, or None when it ends in no sequence number."""
     for recipe, pattern in _NAMES:
