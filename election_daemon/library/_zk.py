@@ -920,7 +920,7 @@ class ZooKeeper:
         included) it is cancelled before the error propagates. Cancel it when done with it.
         """
         fired = self.watch(path)
-        raw, stat = await _cancel_on_error(fired, self.get(path, watch=True))
+        raw, stat = await _cancel_on_error(self.get(path, watch=True), fired)
         return raw, stat, fired
 
     async def watched_node(self, path: str) -> tuple[bytes, Stat, asyncio.Future[None], asyncio.Future[None]]:
@@ -928,25 +928,20 @@ class ZooKeeper:
         changes apart: ``(data, stat, deleted, changed)``; cancel both when done with them."""
         deleted = self._watch_future(path, (protocol.WatchEvent.DELETED,))
         changed = self._watch_future(path, (protocol.WatchEvent.CREATED, protocol.WatchEvent.DATA_CHANGED))
-        try:
-            raw, stat = await self.get(path, watch=True)
-        except BaseException:
-            deleted.cancel()
-            changed.cancel()
-            raise
+        raw, stat = await _cancel_on_error(self.get(path, watch=True), deleted, changed)
         return raw, stat, deleted, changed
 
     async def watched_children(self, path: str) -> tuple[list[str], asyncio.Future[None]]:
         """List ``path``'s children and watch them: ``(names, fired)``, as :meth:`watched_get`."""
         fired = self.watch_children(path)
-        names = await _cancel_on_error(fired, self.children(path, watch=True))
+        names = await _cancel_on_error(self.children(path, watch=True), fired)
         return names, fired
 
     async def watched_exists(self, path: str) -> tuple[Stat | None, asyncio.Future[None]]:
         """``path``'s stat (None if missing) and a future for its next creation, change or
         deletion: ZooKeeper sets the watch whether or not the node exists."""
         fired = self.watch(path)
-        stat = await _cancel_on_error(fired, self.exists(path, watch=True))
+        stat = await _cancel_on_error(self.exists(path, watch=True), fired)
         return stat, fired
 
     def watch(self, path: str) -> asyncio.Future[None]:
@@ -1043,10 +1038,11 @@ async def first_of(*aws: Awaitable[Any]) -> None:
                 t.cancel()
 
 
-async def _cancel_on_error(fired: asyncio.Future[None], request: Awaitable[_T]) -> _T:
-    """Await ``request``; if it fails (or is cancelled), cancel the watch future ``fired``."""
+async def _cancel_on_error(request: Awaitable[_T], *fired: asyncio.Future[None]) -> _T:
+    """Await ``request``; if it fails (or is cancelled), cancel the watch futures ``fired``."""
     try:
         return await request
     except BaseException:
-        fired.cancel()
+        for fut in fired:
+            fut.cancel()
         raise

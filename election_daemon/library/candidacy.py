@@ -285,7 +285,7 @@ class Position:
     preceding: tuple[str, ...]
     path_has_data: bool
     """Whether the election path holds data (a handover request) worth reading."""
-    term_recorded: bool = True
+    term_recorded: bool
     """Whether the listing showed a term record (``_term``): a head that saw none and leads
     records the first term without reading one (only a leader writes it)."""
 

@@ -856,8 +856,7 @@ class Election:
             # request follows the handover request it names (see .protocol), and a priority
             # notice means a preferred contender joined after our listing. Look again.
             and not _fired(waiting.changed)
-            and protocol.step_down_request(waiting.raw) is None
-            and not protocol.priority_notice(waiting.raw)
+            and not protocol.asks_the_leader(waiting.raw)
         )
 
     def _set_following(self) -> None:

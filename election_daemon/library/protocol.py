@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_REQUEST_ID",
     "Handover",
+    "asks_the_leader",
     "clear_handover",
     "decode_handover",
     "encode_handover",
@@ -90,9 +91,19 @@ def step_down_request(raw: bytes) -> str | None:
     ``{"step_down": {"request": "<1 to 64 characters>"}}`` beside the node's identity and
     data. Anything else is not a request.
     """
-    doc = _document(raw)
+    return _step_down_request(_document(raw))
+
+
+def _step_down_request(doc: dict[str, Any] | None) -> str | None:
     request = doc.get("step_down") if doc is not None else None
     return _request_id(request.get("request")) if isinstance(request, dict) else None
+
+
+def asks_the_leader(raw: bytes) -> bool:
+    """Whether a leader's node data carries a step-down request or a priority notice (one
+    decoding of the data, for the failover's path)."""
+    doc = _document(raw)
+    return _step_down_request(doc) is not None or _priority_notice(doc)
 
 
 def with_step_down_request(raw: bytes, request_id: str) -> bytes:
@@ -112,7 +123,10 @@ def with_step_down_request(raw: bytes, request_id: str) -> bytes:
 def priority_notice(raw: bytes) -> bool:
     """Whether a leader's node data carries ``{"priority_notice": true}``: a contender with a
     higher priority joined, and the leader should watch the queue from now on."""
-    doc = _document(raw)
+    return _priority_notice(_document(raw))
+
+
+def _priority_notice(doc: dict[str, Any] | None) -> bool:
     return doc is not None and doc.get("priority_notice") is True
 
 
