@@ -261,9 +261,16 @@ class _Bench:
         return f"/bench/many/{self._runs:03d}-{what}"
 
     async def client(self, *, count_listings: bool = False) -> tuple[aiozk.ZKClient, _Listings | None]:
-        client = aiozk.ZKClient(self.address, session_timeout=self.args.session_timeout)
-        await asyncio.wait_for(client.start(), _CONNECT_TIMEOUT_S)
+        client = self.unstarted_client()
+        await self.start_client(client)
         return client, _Listings(client.session) if count_listings else None
+
+    def unstarted_client(self) -> aiozk.ZKClient:
+        return aiozk.ZKClient(self.address, session_timeout=self.args.session_timeout)
+
+    @staticmethod
+    async def start_client(client: aiozk.ZKClient) -> None:
+        await asyncio.wait_for(client.start(), _CONNECT_TIMEOUT_S)
 
     async def make_paths(self, prefix: str, n: int) -> list[str]:
         """Persistent paths ``prefix/e<i>``, created before any clock starts."""
@@ -307,13 +314,18 @@ class _Bench:
 
     async def elections(self, n: int) -> dict[str, Any]:
         paths = await self.make_paths(self.prefix(f"elections-{n}"), n)
-        client, listings = await self.client(count_listings=True)
-        session = Session.for_client(client)
-        tracker = _Tracker(n)
-        session.add_listener(tracker.on_session)
+        # The elections are made before their client connects: making 10,000 holds the event
+        # loop for a second or more, which would starve a connected client's pings and cost
+        # its session before the clock starts.
+        client = self.unstarted_client()
+        listings = _Listings(client.session)
         elections = [Election(None, path, client=client, identity=f"e{i}") for i, path in enumerate(paths)]
+        tracker = _Tracker(n)
         for i, election in enumerate(elections):
             election.add_listener(tracker.listener(i))
+        await self.start_client(client)
+        session = Session.for_client(client)
+        session.add_listener(tracker.on_session)
         result: dict[str, Any] = {"n": n}
         try:
             await self._join_and_hold(elections, session, tracker, listings, result)

@@ -228,7 +228,7 @@ class Election:
         self._transitions: Broadcast[Transition] = Broadcast()
         self._task: asyncio.Task[None] | None = None
         self._leading = asyncio.Event()
-        self._joined = asyncio.Event()
+        self._joined: asyncio.Future[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._poked = False
         self._resign_requests: list[asyncio.Future[None]] = []
@@ -362,11 +362,13 @@ class Election:
             self._check_negotiated_timeout(session)
             if session.is_connected():
                 self._emit_session_event(Event.CONNECTED, Reason.CONNECTED)
+            # One future, resolved by the first FOLLOWING or LEADING edge or by the loop's end:
+            # no task of its own, since thousands of elections may be starting at once.
+            joined = self._joined = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._run(), name=f"election {self.path}")
             self._task.add_done_callback(self._loop_ended)
-            joined = asyncio.ensure_future(self._joined.wait())
-            await asyncio.wait([joined, self._task], return_when=asyncio.FIRST_COMPLETED)
-            joined.cancel()
+            self._task.add_done_callback(lambda _: _resolve(joined))
+            await joined
             if self._failure is not None:
                 raise self._failure
         except BaseException:
@@ -498,8 +500,8 @@ class Election:
             self._leading.set()
         else:
             self._leading.clear()
-        if state in (ElectionState.FOLLOWING, ElectionState.LEADING):
-            self._joined.set()
+        if state in (ElectionState.FOLLOWING, ElectionState.LEADING) and self._joined is not None:
+            _resolve(self._joined)
         term = term or self._term
         session = self._session
         confirmed = session is not None and event in _CONFIRMED
@@ -1193,6 +1195,11 @@ _CONFIRMED = frozenset({Event.CONNECTED, Event.RECONNECTED})
 def _fired(fut: asyncio.Future[None]) -> bool:
     """Whether a watch future fired (a cancelled one is done but saw nothing)."""
     return fut.done() and not fut.cancelled()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _timer(delay_s: float) -> asyncio.Future[None]:
