@@ -744,10 +744,14 @@ def _ratio(row: _Row, floor: _Row | None) -> float | None:
     return statistics.median(ratios) if ratios else None
 
 
+def _titled(title: str) -> Table:
+    return Table(title=title, title_justify="left", title_style="bold")
+
+
 def _main_table(
     rows: list[_Row], floors: dict[tuple[int, int], _Row], verdicts: dict[str, list[str]], title: str
 ) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold")
+    table = _titled(title)
     table.add_column("row")
     for column in (
         "burners",
@@ -811,11 +815,7 @@ def _main_table(
 
 def _kinds_table(rows: list[_Row]) -> Table:
     """Requests by kind, per join (elections, one path) or per failover, medians over rounds."""
-    table = Table(
-        title="Requests by kind: per join (per failover for failover/*)",
-        title_justify="left",
-        title_style="bold",
-    )
+    table = _titled("Requests by kind: per join (per failover for failover/*)")
     kinds = sorted(
         {k for row in rows for r in row.rounds for k in (r.get("by_kind") or r.get("requests") or {})}
     )
@@ -860,11 +860,7 @@ def _session_lines(rows: list[_Row]) -> list[str]:
 
 
 def _phases_table(rows: list[_Row]) -> Table:
-    table = Table(
-        title="Where the time goes (first round): seconds from the start of the gather",
-        title_justify="left",
-        title_style="bold",
-    )
+    table = _titled("Where the time goes (first round): seconds from the start of the gather")
     table.add_column("row", no_wrap=True)
     for column in (
         "burners",

@@ -325,8 +325,7 @@ class ChildSupervisor:
             except ChildError as exc:
                 refused = exc  # raised by the task, to whoever awaits the stop
             task = child.stop_task = asyncio.create_task(self._stop(child, reason, started, refused))
-        stopped: asyncio.Future[ChildExit | None] = asyncio.shield(task)
-        return stopped
+        return asyncio.shield(task)
 
     async def wait(self) -> ChildExit:
         """The current child's exit, once seen; whether by itself or through :meth:`stop`.

@@ -974,11 +974,12 @@ class Election:
         """The elected edge. ``head``: the head whose deletion we waited on, read when we began
         to wait on it: its identity and czxid name the term we replace."""
         self._set_following()
-        replaced: tuple[str | None, int] | None = None
+        previous_id: str | None = None
+        previous_token: int | None = None
         if head is not None:
             contender = parse_contender(head.node.rpartition("/")[2])
             recipe = contender.recipe if contender is not None else Recipe.NATIVE
-            replaced = (decode_node_data(head.raw, recipe)[0], head.stat.czxid)
+            previous_id, previous_token = decode_node_data(head.raw, recipe)[0], head.stat.czxid
         self._term = Term(
             token=own.stat.czxid,
             node=own.node,
@@ -992,8 +993,8 @@ class Election:
             ElectionState.LEADING,
             Event.ELECTED,
             None,
-            previous_id=replaced[0] if replaced else None,
-            previous_token=replaced[1] if replaced else None,
+            previous_id=previous_id,
+            previous_token=previous_token,
         )
         self._callbacks.run(self._elected_callbacks, self._term)
 
@@ -1206,11 +1207,6 @@ def _timer(delay_s: float) -> asyncio.Future[None]:
     """A future that resolves after ``delay_s`` (a timer handle, not a task)."""
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()
-
-    def fire() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    handle = loop.call_later(delay_s, fire)
+    handle = loop.call_later(delay_s, _resolve, fut)
     fut.add_done_callback(lambda _f: handle.cancel())
     return fut

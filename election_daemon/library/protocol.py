@@ -48,7 +48,6 @@ __all__ = [
     "priority_notice",
     "read_handover",
     "step_down_request",
-    "with_priority_notice",
     "with_step_down_request",
     "write_handover",
 ]
@@ -130,7 +129,7 @@ def _priority_notice(doc: dict[str, Any] | None) -> bool:
     return doc is not None and doc.get("priority_notice") is True
 
 
-def with_priority_notice(raw: bytes) -> bytes:
+def _with_priority_notice(raw: bytes) -> bytes:
     """A leader's node data with a priority notice added, its identity and data kept."""
     doc = _document(raw) or {}
     doc["priority_notice"] = True
@@ -148,7 +147,7 @@ async def notify_priority(zk: ZooKeeper, node: str) -> str | None:
         raw, stat = await zk.get(node)
         if priority_notice(raw):
             return None
-        data = with_priority_notice(raw)
+        data = _with_priority_notice(raw)
         if len(data) > payload.MAX_DATA_BYTES:
             return "the leader's node data is too large to add a notice to"
         await zk.set(node, data, version=stat.version)
